@@ -1,0 +1,217 @@
+"""The worker protocol: length-prefixed JSON frames (see docs/protocol.md).
+
+Pure encode/decode functions plus an asyncio reader and writer. Nothing here knows about
+processes or HTTP; the worker and supervisor modules build on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME = 32 * 1024 * 1024
+HEADER = struct.Struct(">I")
+
+#: Frame types a gateway accepts from a worker, and a worker from a gateway.
+WORKER_FRAME_TYPES = frozenset({"ready", "response", "service_call"})
+GATEWAY_FRAME_TYPES = frozenset({"request", "service_reply"})
+FRAME_TYPES = WORKER_FRAME_TYPES | GATEWAY_FRAME_TYPES
+
+
+class ProtocolError(Exception):
+    """A byte stream or frame that breaks the protocol. ``kind`` names the rule broken."""
+
+    kind = "protocol"
+
+
+class TruncatedFrameError(ProtocolError):
+    kind = "truncated"
+
+
+class OversizedFrameError(ProtocolError):
+    kind = "oversized"
+
+
+class EmptyFrameError(ProtocolError):
+    kind = "empty"
+
+
+class BadUtf8Error(ProtocolError):
+    kind = "bad_utf8"
+
+
+class BadJsonError(ProtocolError):
+    kind = "bad_json"
+
+
+class NotAnObjectError(ProtocolError):
+    kind = "not_object"
+
+
+class UnknownFrameTypeError(ProtocolError):
+    kind = "unknown_type"
+
+
+def dumps(payload: dict) -> bytes:
+    """Canonical JSON bytes of a payload (sorted keys, compact, raw UTF-8)."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode(payload: dict) -> bytes:
+    """One complete frame: the 4-byte big-endian length, then the canonical JSON."""
+    data = dumps(payload)
+    return HEADER.pack(len(data)) + data
+
+
+def encode_fast(payload: dict) -> bytes:
+    """A frame with keys in insertion order: what the gateway sends on its hot path."""
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return HEADER.pack(len(data)) + data
+
+
+def check_length(length: int, max_frame: int) -> None:
+    if length == 0:
+        raise EmptyFrameError("frame of length 0")
+    if length > max_frame:
+        raise OversizedFrameError(f"frame of {length} bytes exceeds the maximum of {max_frame}")
+
+
+def decode_payload(data: bytes, *, known_types: frozenset[str] = FRAME_TYPES) -> dict:
+    """The JSON object of one frame's payload, validated."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadUtf8Error(f"frame is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadJsonError(f"frame is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(payload, dict):
+        raise NotAnObjectError(f"frame is a JSON {type(payload).__name__}, not an object")
+    kind = payload.get("type", "request")
+    if kind not in known_types:
+        raise UnknownFrameTypeError(f"unknown frame type {kind!r}")
+    return payload
+
+
+def decode(buffer: bytes, *, max_frame: int = DEFAULT_MAX_FRAME,
+           known_types: frozenset[str] = FRAME_TYPES) -> tuple[dict, bytes]:
+    """Decode the first frame of ``buffer``; returns the payload and the remaining bytes."""
+    if len(buffer) < HEADER.size:
+        raise TruncatedFrameError(f"stream ended after {len(buffer)} of 4 length bytes")
+    (length,) = HEADER.unpack_from(buffer)
+    check_length(length, max_frame)
+    end = HEADER.size + length
+    if len(buffer) < end:
+        raise TruncatedFrameError(
+            f"stream ended after {len(buffer) - HEADER.size} of {length} payload bytes")
+    return decode_payload(buffer[HEADER.size:end], known_types=known_types), buffer[end:]
+
+
+def decode_all(buffer: bytes, *, max_frame: int = DEFAULT_MAX_FRAME,
+               known_types: frozenset[str] = FRAME_TYPES) -> list[dict]:
+    """Every frame of a complete byte stream; raises on any broken or trailing partial frame."""
+    frames = []
+    while buffer:
+        frame, buffer = decode(buffer, max_frame=max_frame, known_types=known_types)
+        frames.append(frame)
+    return frames
+
+
+def encode_body(body: bytes | None) -> tuple[str | None, str]:
+    """The (``body``, ``body_encoding``) fields for raw bytes: text when UTF-8, else base64."""
+    if body is None or body == b"":
+        return None, "utf8"
+    try:
+        return body.decode("utf-8"), "utf8"
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), "base64"
+
+
+def decode_body(frame: dict) -> bytes:
+    """The raw bytes of a frame's ``body`` according to its ``body_encoding``."""
+    body = frame.get("body")
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise ProtocolError(f"body must be a string or null, not {type(body).__name__}")
+    encoding = frame.get("body_encoding", "utf8")
+    if encoding == "utf8":
+        return body.encode("utf-8")
+    if encoding == "base64":
+        try:
+            return base64.b64decode(body, validate=True)
+        except ValueError:
+            raise ProtocolError("body is not valid base64") from None
+    raise ProtocolError(f"unknown body_encoding {encoding!r}")
+
+
+class FrameReader:
+    """Reads frames from an ``asyncio.StreamReader``, refusing oversized lengths before reading."""
+
+    def __init__(self, reader: asyncio.StreamReader, *, max_frame: int = DEFAULT_MAX_FRAME,
+                 known_types: frozenset[str] = FRAME_TYPES):
+        self._reader = reader
+        self._max_frame = max_frame
+        self._known_types = known_types
+
+    async def read(self) -> dict | None:
+        """The next frame, or ``None`` at a clean end of stream (between frames)."""
+        try:
+            header = await self._reader.readexactly(HEADER.size)
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                return None
+            raise TruncatedFrameError(
+                f"stream ended after {len(exc.partial)} of 4 length bytes") from None
+        (length,) = HEADER.unpack(header)
+        check_length(length, self._max_frame)
+        try:
+            data = await self._reader.readexactly(length)
+        except asyncio.IncompleteReadError as exc:
+            raise TruncatedFrameError(
+                f"stream ended after {len(exc.partial)} of {length} payload bytes") from None
+        return decode_payload(data, known_types=self._known_types)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> dict:
+        frame = await self.read()
+        if frame is None:
+            raise StopAsyncIteration
+        return frame
+
+
+class FrameWriter:
+    """Writes frames to an ``asyncio.StreamWriter``; writes made in one loop turn are batched."""
+
+    def __init__(self, writer: asyncio.StreamWriter):
+        self._writer = writer
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
+
+    def write(self, payload: dict) -> None:
+        """Queue one frame; it goes out with every other frame queued in this loop iteration."""
+        self._pending.append(encode_fast(payload))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._pending and not self._writer.is_closing():
+            self._writer.write(b"".join(self._pending))
+        self._pending.clear()
+
+    async def drain(self) -> None:
+        """Flush queued frames now and wait until the transport's buffer is below its limit."""
+        self._flush()
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()

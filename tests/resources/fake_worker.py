@@ -1,0 +1,90 @@
+"""A worker written in Python that speaks the edgebook protocol, for gateway tests.
+
+Behaviour is chosen per request by the request's path (``/mode/<name>``) or, for faults
+at start-up, by the ``FAKE_WORKER_MODE`` environment variable. It exists so gateway tests
+can run without cargo; the real workers are Rust binaries built against sdk/.
+"""
+
+import json
+import os
+import struct
+import sys
+import time
+
+HEADER = struct.Struct(">I")
+stdin = sys.stdin.buffer
+stdout = sys.stdout.buffer
+
+
+def write(payload):
+    data = json.dumps(payload).encode()
+    stdout.write(HEADER.pack(len(data)) + data)
+    stdout.flush()
+
+
+def read():
+    header = stdin.read(4)
+    if len(header) < 4:
+        return None
+    (length,) = HEADER.unpack(header)
+    return json.loads(stdin.read(length))
+
+
+def respond(request, status=200, body=None, headers=None, encoding="utf8"):
+    write({"type": "response", "request_id": request["request_id"], "status": status,
+           "headers": headers or {"content-type": "application/json"},
+           "body": body, "body_encoding": encoding})
+
+
+def main():
+    start_mode = os.environ.get("FAKE_WORKER_MODE", "")
+    if start_mode == "exit_at_start":
+        sys.stderr.write("fake worker: failing at start\n")
+        sys.exit(1)
+    if start_mode == "no_ready":
+        time.sleep(3600)
+    write({"type": "ready", "protocol": 1, "sdk": "fake-worker", "sdk_version": "0.0.0",
+           "pid": os.getpid()})
+    tag = os.environ.get("FAKE_WORKER_TAG", "")
+    while True:
+        request = read()
+        if request is None:
+            return
+        mode = request["path"].rsplit("/", 1)[-1] if request["path"].startswith("/mode/") else ""
+        if mode == "crash":
+            sys.stderr.write("fake worker: crashing on purpose\n")
+            sys.stderr.flush()
+            os._exit(1)
+        elif mode == "hang":
+            time.sleep(3600)
+        elif mode == "malformed":
+            stdout.write(HEADER.pack(5) + b"nope!")
+            stdout.flush()
+        elif mode == "oversized":
+            stdout.write(b"\xff\xff\xff\xff")
+            stdout.flush()
+        elif mode == "wrong_id":
+            write({"type": "response", "request_id": "not-a-real-id", "status": 200,
+                   "headers": {}, "body": None})
+        elif mode == "stderr_flood":
+            chunk = "x" * 1023 + "\n"
+            for _ in range(4096):  # 4 MiB, far more than a pipe holds
+                sys.stderr.write(chunk)
+            sys.stderr.flush()
+            respond(request, body=json.dumps({"flooded": True}))
+        elif mode == "slow":
+            time.sleep(float(request["query"].get("s", "0.2")))
+            respond(request, body=json.dumps({"slept": True, "tag": tag}))
+        else:
+            echo = {"method": request["method"], "path": request["path"],
+                    "query": request["query"], "params": request["params"],
+                    "headers": request["headers"], "client_ip": request.get("client_ip"),
+                    "request_id": request["request_id"], "body": request.get("body"),
+                    "body_encoding": request.get("body_encoding", "utf8"),
+                    "query_all": request.get("query_all"),
+                    "headers_all": request.get("headers_all"), "tag": tag, "pid": os.getpid()}
+            respond(request, body=json.dumps(echo))
+
+
+if __name__ == "__main__":
+    main()
