@@ -5,14 +5,16 @@ at start-up, by the ``FAKE_WORKER_MODE`` environment variable. It exists so gate
 can run without cargo; the real workers are Rust binaries built against sdk/.
 """
 
+import fcntl
 import json
 import os
 import struct
 import sys
+import termios
 import time
 
 HEADER = struct.Struct(">I")
-stdin = sys.stdin.buffer
+stdin = os.fdopen(0, "rb", buffering=0)  # unbuffered, so FIONREAD sees unread requests
 stdout = sys.stdout.buffer
 
 
@@ -22,12 +24,27 @@ def write(payload):
     stdout.flush()
 
 
+def read_exactly(n):
+    data = b""
+    while len(data) < n:
+        chunk = stdin.read(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def read():
-    header = stdin.read(4)
+    header = read_exactly(4)
     if len(header) < 4:
         return None
     (length,) = HEADER.unpack(header)
-    return json.loads(stdin.read(length))
+    return json.loads(read_exactly(length))
+
+
+def pipe_bytes():
+    """How many bytes wait unread in stdin: proof that requests are pipelined."""
+    return struct.unpack("i", fcntl.ioctl(0, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def respond(request, status=200, body=None, headers=None, encoding="utf8"):
@@ -43,9 +60,17 @@ def main():
         sys.exit(1)
     if start_mode == "no_ready":
         time.sleep(3600)
+    if start_mode == "bad_protocol":
+        write({"type": "ready", "protocol": 99, "sdk": "fake-worker", "sdk_version": "0.0.0",
+               "pid": os.getpid()})
+        time.sleep(3600)
     write({"type": "ready", "protocol": 1, "sdk": "fake-worker", "sdk_version": "0.0.0",
            "pid": os.getpid()})
     tag = os.environ.get("FAKE_WORKER_TAG", "")
+    if start_mode == "exit_after_ready":
+        time.sleep(float(os.environ.get("FAKE_WORKER_EXIT_DELAY", "0")))
+        sys.stderr.write("fake worker: exiting after ready\n")
+        sys.exit(1)
     while True:
         request = read()
         if request is None:
@@ -74,7 +99,29 @@ def main():
             respond(request, body=json.dumps({"flooded": True}))
         elif mode == "slow":
             time.sleep(float(request["query"].get("s", "0.2")))
-            respond(request, body=json.dumps({"slept": True, "tag": tag}))
+            respond(request, body=json.dumps({"slept": True, "tag": tag,
+                                              "pipe_bytes": pipe_bytes(), "pid": os.getpid()}))
+        elif mode == "slow_crash":
+            time.sleep(float(request["query"].get("s", "0.2")))
+            sys.stderr.write("fake worker: crashing after a nap\n")
+            sys.stderr.flush()
+            os._exit(1)
+        elif mode == "stdout_spam":
+            stdout.write(b"hello from println!\n" * 10)
+            stdout.flush()
+        elif mode == "echo_body":
+            respond(request, body=request.get("body"),
+                    encoding=request.get("body_encoding", "utf8"),
+                    headers={"content-type": "application/octet-stream"})
+        elif mode == "status":
+            respond(request, status=int(request["query"].get("code", "200")),
+                    headers={"x-custom": request["query"].get("h", "v")},
+                    body=request["query"].get("body"))
+        elif mode == "service":
+            write({"type": "service_call", "request_id": request["request_id"], "call_id": 1,
+                   "service": "default", "op": "kv.get", "args": {"key": "k"}})
+            reply = read()
+            respond(request, body=json.dumps({"reply": reply}))
         else:
             echo = {"method": request["method"], "path": request["path"],
                     "query": request["query"], "params": request["params"],
