@@ -1,0 +1,545 @@
+//! The worker loop: write `ready`, then read a request, call the handler, write its response.
+//!
+//! [`run_with`] takes any reader and writer, so the whole protocol runs in memory in tests;
+//! [`run`] connects it to the process's stdin and stdout (after moving the handler's own
+//! stdout to stderr) and exits with the status docs/protocol.md prescribes.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::error::HandlerError;
+use crate::extras::{self, RequestExtras};
+use crate::frame::{
+    self, BodyEncoding, Frame, FrameError, Ready, RequestFrame, ResponseFrame, ServiceCall,
+    ServiceReply, DEFAULT_MAX_FRAME,
+};
+use crate::request::Request;
+use crate::response::{IntoResponse, Response, BODY_ENCODING_HEADER};
+use crate::services::{self, ServiceChannel};
+
+/// Settings of the worker loop.
+///
+/// # Examples
+///
+/// ```
+/// use edgebook_sdk::ipc::Config;
+///
+/// let config = Config { max_frame: 1 << 20 };
+/// assert!(config.max_frame < Config::default().max_frame);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Largest frame accepted from the gateway, in bytes.
+    pub max_frame: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { max_frame: DEFAULT_MAX_FRAME }
+    }
+}
+
+impl Config {
+    /// The defaults, with `max_frame` from `EDGEBOOK_MAX_FRAME` when it is set.
+    ///
+    /// An unparsable value keeps the default and says so on stderr.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = edgebook_sdk::ipc::Config::from_env();
+    /// assert!(config.max_frame > 0);
+    /// ```
+    pub fn from_env() -> Self {
+        let mut config = Config::default();
+        if let Ok(text) = std::env::var("EDGEBOOK_MAX_FRAME") {
+            match text.trim().parse::<usize>() {
+                Ok(max) if max > 0 => config.max_frame = max,
+                _ => eprintln!(
+                    "edgebook worker: ignoring EDGEBOOK_MAX_FRAME={text:?}; using {}",
+                    config.max_frame
+                ),
+            }
+        }
+        config
+    }
+}
+
+/// Why the worker loop stopped before a clean end of input.
+#[derive(Debug)]
+pub enum WorkerError {
+    /// The gateway sent something the protocol does not allow.
+    Protocol(FrameError),
+    /// Writing to the gateway failed (stdout closed).
+    StdoutClosed(io::Error),
+}
+
+impl WorkerError {
+    /// The process exit status for this error: 3 oversized frame, 4 stdout closed, 2 others.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use edgebook_sdk::frame::FrameError;
+    /// use edgebook_sdk::ipc::WorkerError;
+    ///
+    /// assert_eq!(WorkerError::Protocol(FrameError::Empty).exit_code(), 2);
+    /// ```
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            WorkerError::Protocol(FrameError::Oversized { .. }) => 3,
+            WorkerError::Protocol(_) => 2,
+            WorkerError::StdoutClosed(_) => 4,
+        }
+    }
+}
+
+impl fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerError::Protocol(e) => write!(f, "edgebook worker: {e} ({})", e.kind()),
+            WorkerError::StdoutClosed(e) => {
+                write!(f, "edgebook worker: cannot write to the gateway: {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for WorkerError {}
+
+impl From<FrameError> for WorkerError {
+    fn from(err: FrameError) -> Self {
+        WorkerError::Protocol(err)
+    }
+}
+
+/// Runs the worker protocol over `reader` and `writer` until a clean end of input.
+///
+/// Writes the ready frame, then answers each request frame with one response frame, in
+/// order. A panicking handler answers 500 and the loop goes on. The maximum frame size
+/// comes from `EDGEBOOK_MAX_FRAME` ([`Config::from_env`]).
+///
+/// # Errors
+///
+/// [`WorkerError`] for a broken stream or a failed write.
+///
+/// # Examples
+///
+/// ```
+/// use edgebook_sdk::frame::{read_frame, Frame, RequestFrame};
+/// use edgebook_sdk::prelude::*;
+///
+/// let request = RequestFrame {
+///     request_id: "r1".into(), method: "GET".into(), path: "/".into(),
+///     query: Default::default(), query_all: None, headers: Default::default(),
+///     headers_all: None, params: Default::default(), body: None, body_encoding: None,
+///     client_ip: None, untyped: false,
+/// };
+/// let input = Frame::Request(request).encode();
+/// let mut output = Vec::new();
+/// edgebook_sdk::run_with(&input[..], &mut output, |req: Request| Response::text(200, req.path))
+///     .unwrap();
+///
+/// let mut frames = &output[..];
+/// assert!(matches!(read_frame(&mut frames, 1 << 20).unwrap(), Some(Frame::Ready(_))));
+/// match read_frame(&mut frames, 1 << 20).unwrap() {
+///     Some(Frame::Response(r)) => assert_eq!((r.status, r.body.as_deref()), (200, Some("/"))),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+pub fn run_with<R, W, F, O>(reader: R, writer: W, handler: F) -> Result<(), WorkerError>
+where
+    R: Read,
+    W: Write,
+    F: FnMut(Request) -> O,
+    O: IntoResponse,
+{
+    run_with_config(reader, writer, Config::from_env(), handler)
+}
+
+/// [`run_with`] with explicit settings.
+///
+/// # Errors
+///
+/// As for [`run_with`].
+pub fn run_with_config<R, W, F, O>(
+    reader: R,
+    writer: W,
+    config: Config,
+    mut handler: F,
+) -> Result<(), WorkerError>
+where
+    R: Read,
+    W: Write,
+    F: FnMut(Request) -> O,
+    O: IntoResponse,
+{
+    let mut link = Link::new(reader, writer, config);
+    link.send(&Frame::Ready(Ready::current()))?;
+    while let Some(request) = link.next_request()? {
+        let id = request.request_id.clone();
+        let response = link.answer(request, &mut handler);
+        link.respond(&id, response)?;
+    }
+    Ok(())
+}
+
+/// Runs `handler` as a worker on stdin/stdout and exits; what the handler macros call.
+///
+/// On unix the handler's own stdout (`println!`) is moved to stderr first, so it cannot
+/// corrupt the frames. Exit status 0 at a clean end of input, otherwise as in
+/// [`WorkerError::exit_code`], with one line on stderr saying why.
+///
+/// # Examples
+///
+/// ```no_run
+/// use edgebook_sdk::prelude::*;
+///
+/// fn main() {
+///     edgebook_sdk::run(|req: Request| Response::ok(json!({"path": req.path})));
+/// }
+/// ```
+pub fn run<F, O>(handler: F) -> !
+where
+    F: FnMut(Request) -> O,
+    O: IntoResponse,
+{
+    let writer = match crate::stdio::protocol_writer() {
+        Ok(writer) => writer,
+        Err(err) => {
+            eprintln!("edgebook worker: cannot set up the protocol stream: {err}");
+            std::process::exit(4);
+        }
+    };
+    let stdin = io::stdin();
+    match run_with(stdin.lock(), writer, handler) {
+        Ok(()) => std::process::exit(0),
+        Err(err) => {
+            eprintln!("{err}");
+            std::process::exit(err.exit_code());
+        }
+    }
+}
+
+/// The worker's side of the pipe pair: frames in, frames out, requests read ahead.
+pub(crate) struct Link<R, W> {
+    reader: R,
+    writer: W,
+    config: Config,
+    /// Requests that arrived while a service call waited for its reply.
+    queue: VecDeque<Request>,
+    /// The input ended cleanly; answer what is queued, then stop.
+    eof: bool,
+    /// A fatal error met during a service call, reported once the response is written.
+    broken: Option<WorkerError>,
+}
+
+impl<R: Read, W: Write> Link<R, W> {
+    pub(crate) fn new(reader: R, writer: W, config: Config) -> Self {
+        Link { reader, writer, config, queue: VecDeque::new(), eof: false, broken: None }
+    }
+
+    pub(crate) fn send(&mut self, frame: &Frame) -> Result<(), WorkerError> {
+        frame::write_frame(&mut self.writer, frame)
+            .and_then(|()| self.writer.flush())
+            .map_err(WorkerError::StdoutClosed)
+    }
+
+    /// The next request to answer: a queued one, else one read from the input.
+    pub(crate) fn next_request(&mut self) -> Result<Option<Request>, WorkerError> {
+        if let Some(err) = self.broken.take() {
+            return Err(err);
+        }
+        if let Some(request) = self.queue.pop_front() {
+            return Ok(Some(request));
+        }
+        if self.eof {
+            return Ok(None);
+        }
+        match frame::read_frame(&mut self.reader, self.config.max_frame)? {
+            None => Ok(None),
+            Some(Frame::Request(frame)) => Ok(Some(accept(frame)?)),
+            Some(other) => Err(unexpected(&other, "a request").into()),
+        }
+    }
+
+    /// Calls the handler with the service channel in place; a panic becomes a 500.
+    pub(crate) fn answer<F, O>(&mut self, request: Request, handler: &mut F) -> Response
+    where
+        F: FnMut(Request) -> O,
+        O: IntoResponse,
+    {
+        let mut channel = Channel { link: self, request_id: request.request_id.clone(), calls: 0 };
+        let outcome = services::with_channel(&mut channel, || {
+            catch_unwind(AssertUnwindSafe(|| handler(request).into_response()))
+        });
+        outcome.unwrap_or_else(|panic| panic_response(panic.as_ref()))
+    }
+
+    /// Writes the response to request `id` and forgets the request's extras.
+    pub(crate) fn respond(&mut self, id: &str, response: Response) -> Result<(), WorkerError> {
+        let sent = self.send(&Frame::Response(response_frame(id, response)));
+        extras::remove(id);
+        sent?;
+        match self.broken.take() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<R, W> Drop for Link<R, W> {
+    fn drop(&mut self) {
+        for request in &self.queue {
+            extras::remove(&request.request_id);
+        }
+    }
+}
+
+/// The service channel of one request: sends calls and waits for their replies.
+struct Channel<'a, R, W> {
+    link: &'a mut Link<R, W>,
+    request_id: String,
+    calls: u64,
+}
+
+impl<R: Read, W: Write> ServiceChannel for Channel<'_, R, W> {
+    fn call(&mut self, service: &str, op: &str, args: Value) -> Result<Value, HandlerError> {
+        if self.link.broken.is_some() || self.link.eof {
+            return Err(HandlerError::IpcError("the connection to the gateway is closed".into()));
+        }
+        self.calls += 1;
+        let call = ServiceCall {
+            request_id: self.request_id.clone(),
+            call_id: self.calls,
+            service: service.to_owned(),
+            op: op.to_owned(),
+            args,
+        };
+        if let Err(err) = self.link.send(&Frame::ServiceCall(call)) {
+            return Err(self.fail(err));
+        }
+        loop {
+            match frame::read_frame(&mut self.link.reader, self.link.config.max_frame) {
+                Ok(Some(Frame::Request(frame))) => match accept(frame) {
+                    Ok(request) => self.link.queue.push_back(request),
+                    Err(err) => return Err(self.fail(err.into())),
+                },
+                Ok(Some(Frame::ServiceReply(reply)))
+                    if reply.request_id == self.request_id && reply.call_id == self.calls =>
+                {
+                    return reply_result(reply);
+                }
+                Ok(Some(other)) => {
+                    let err = unexpected(&other, &format!("the reply to service call {}", self.calls));
+                    return Err(self.fail(err.into()));
+                }
+                Ok(None) => {
+                    self.link.eof = true;
+                    return Err(HandlerError::IpcError(format!(
+                        "the gateway closed the connection before replying to {op}"
+                    )));
+                }
+                Err(err) => return Err(self.fail(err.into())),
+            }
+        }
+    }
+}
+
+impl<R, W> Channel<'_, R, W> {
+    fn fail(&mut self, err: WorkerError) -> HandlerError {
+        let message = err.to_string();
+        self.link.broken = Some(err);
+        HandlerError::IpcError(message)
+    }
+}
+
+/// The handler's `Request` for a request frame; its extras go to the side table.
+fn accept(frame: RequestFrame) -> Result<Request, FrameError> {
+    let mut extras = RequestExtras {
+        body: None,
+        query_all: frame.query_all,
+        headers_all: frame.headers_all,
+    };
+    let body = match (frame.body, frame.body_encoding) {
+        (Some(encoded), Some(BodyEncoding::Base64)) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded.as_bytes())
+                .map_err(|e| FrameError::Invalid(format!("request body is not base64: {e}")))?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            extras.body = Some(bytes);
+            Some(text)
+        }
+        (body, _) => body,
+    };
+    let request = Request {
+        method: frame.method,
+        path: frame.path,
+        query: frame.query,
+        headers: frame.headers,
+        body,
+        params: frame.params,
+        client_ip: frame.client_ip,
+        request_id: frame.request_id,
+    };
+    extras::insert(&request.request_id, extras);
+    Ok(request)
+}
+
+/// The response frame for a handler's response; a binary body travels as base64.
+fn response_frame(request_id: &str, mut response: Response) -> ResponseFrame {
+    let mut encoding = BodyEncoding::Utf8;
+    let marker: Vec<String> = response
+        .headers
+        .keys()
+        .filter(|k| k.eq_ignore_ascii_case(BODY_ENCODING_HEADER))
+        .cloned()
+        .collect();
+    for key in marker {
+        if response.headers.remove(&key).is_some_and(|v| v.eq_ignore_ascii_case("base64")) {
+            encoding = BodyEncoding::Base64;
+        }
+    }
+    ResponseFrame {
+        request_id: request_id.to_owned(),
+        status: response.status,
+        headers: response.headers,
+        body: response.body,
+        body_encoding: Some(encoding),
+    }
+}
+
+fn panic_response(panic: &(dyn Any + Send)) -> Response {
+    let message = if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    };
+    HandlerError::InternalError(format!("handler panicked: {message}")).to_response()
+}
+
+fn reply_result(reply: ServiceReply) -> Result<Value, HandlerError> {
+    if reply.ok {
+        return Ok(reply.result.unwrap_or(Value::Null));
+    }
+    let (kind, message) = match reply.error {
+        Some(failure) => (failure.kind, failure.message),
+        None => ("internal".to_owned(), "service call failed without an error".to_owned()),
+    };
+    Err(services::error_for(&kind, message))
+}
+
+fn unexpected(frame: &Frame, wanted: &str) -> FrameError {
+    FrameError::Invalid(format!("got a {} frame while waiting for {wanted}", frame.type_name()))
+}
+
+/// The worker state of a handler that writes its own loop with
+/// [`read_request`] and [`send_response`].
+struct Manual {
+    link: Link<io::Stdin, crate::stdio::ProtocolWriter>,
+    current: Option<String>,
+    /// Service calls made so far for the current request.
+    calls: u64,
+}
+
+static MANUAL: Mutex<Option<Manual>> = Mutex::new(None);
+
+fn with_manual<T>(f: impl FnOnce(&mut Manual) -> T) -> T {
+    let mut guard = MANUAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let manual = guard.get_or_insert_with(|| {
+        let writer = crate::stdio::protocol_writer().unwrap_or_else(|err| {
+            eprintln!("edgebook worker: cannot set up the protocol stream: {err}");
+            std::process::exit(4)
+        });
+        let mut link = Link::new(io::stdin(), writer, Config::from_env());
+        exit_on_error(link.send(&Frame::Ready(Ready::current())));
+        Manual { link, current: None, calls: 0 }
+    });
+    f(manual)
+}
+
+fn exit_on_error<T>(result: Result<T, WorkerError>) -> T {
+    result.unwrap_or_else(|err| {
+        eprintln!("{err}");
+        std::process::exit(err.exit_code())
+    })
+}
+
+/// Reads the next request from the gateway, for handlers that write their own loop.
+///
+/// The first call sets up the worker (moves `println!` to stderr, sends `ready`). Service
+/// calls made between `read_request` and [`send_response`] work as in the macros.
+/// A protocol violation ends the process with the status of docs/protocol.md.
+///
+/// # Errors
+///
+/// `IpcError("end of input")` when the gateway closed stdin: time to return from `main`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use edgebook_sdk::prelude::*;
+///
+/// fn main() {
+///     while let Ok(req) = read_request() {
+///         let response = Response::text(200, format!("you asked for {}", req.path));
+///         if send_response(response).is_err() {
+///             break;
+///         }
+///     }
+/// }
+/// ```
+pub fn read_request() -> Result<Request, HandlerError> {
+    with_manual(|manual| match exit_on_error(manual.link.next_request()) {
+        Some(request) => {
+            manual.current = Some(request.request_id.clone());
+            manual.calls = 0;
+            Ok(request)
+        }
+        None => Err(HandlerError::IpcError("end of input".into())),
+    })
+}
+
+/// Sends the response to the request last returned by [`read_request`].
+///
+/// # Errors
+///
+/// `IpcError` when no request is waiting for a response or stdout is closed.
+///
+/// # Examples
+///
+/// ```no_run
+/// use edgebook_sdk::prelude::*;
+///
+/// let req = read_request().unwrap();
+/// send_response(Response::ok(json!({"method": req.method}))).unwrap();
+/// ```
+pub fn send_response(response: Response) -> Result<(), HandlerError> {
+    with_manual(|manual| {
+        let id = manual
+            .current
+            .take()
+            .ok_or_else(|| HandlerError::IpcError("no request is waiting for a response".into()))?;
+        manual.link.respond(&id, response).map_err(|e| HandlerError::IpcError(e.to_string()))
+    })
+}
+
+/// A service call made outside the macros' loop, on the manual worker's current request.
+pub(crate) fn manual_call(service: &str, op: &str, args: Value) -> Result<Value, HandlerError> {
+    let mut guard = MANUAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let manual = guard.as_mut().ok_or_else(services::no_channel)?;
+    let request_id = manual.current.clone().ok_or_else(services::no_channel)?;
+    let mut channel = Channel { link: &mut manual.link, request_id, calls: manual.calls };
+    let result = channel.call(service, op, args);
+    manual.calls = channel.calls;
+    result
+}

@@ -1,0 +1,381 @@
+//! `Request`: the HTTP request a handler receives, and its accessors.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::HandlerError;
+use crate::extras;
+use crate::multipart::MultipartData;
+
+/// An HTTP request, as the gateway hands it to a handler.
+///
+/// The fields are exactly the original SDK's, so struct literals written for it compile.
+/// Binary bodies arrive intact: `body` then holds a lossy UTF-8 rendering, and
+/// [`Request::body_bytes`] the exact bytes. Values of repeated query keys and headers are
+/// available through [`Request::query_all`] and [`Request::header_all`].
+///
+/// # Examples
+///
+/// ```
+/// use edgebook_sdk::prelude::*;
+///
+/// let req = Request {
+///     method: "GET".into(),
+///     path: "/users/7".into(),
+///     params: [("id".to_string(), "7".to_string())].into(),
+///     ..Request::default()
+/// };
+/// let id: u32 = req.require_path_param("id").unwrap();
+/// assert_eq!(id, 7);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// HTTP method, upper case as sent (`GET`, `POST`, ...).
+    pub method: String,
+    /// Raw path without the query string, not percent-decoded.
+    pub path: String,
+    /// Query parameters, URL-decoded; for a repeated key the last value.
+    #[serde(default)]
+    pub query: HashMap<String, String>,
+    /// Headers, names lower case; for a repeated header the last value.
+    #[serde(default)]
+    pub headers: HashMap<String, String>,
+    /// The body as text; `None` when the request had none.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Values of the route's `{name}` segments, raw.
+    #[serde(default)]
+    pub params: HashMap<String, String>,
+    /// The client's address.
+    #[serde(default)]
+    pub client_ip: Option<String>,
+    /// The request's id, also sent to the client as `X-Request-Id`.
+    #[serde(default)]
+    pub request_id: String,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Request {
+            method: "GET".to_owned(),
+            path: "/".to_owned(),
+            query: HashMap::new(),
+            headers: HashMap::new(),
+            body: None,
+            params: HashMap::new(),
+            client_ip: None,
+            request_id: String::new(),
+        }
+    }
+}
+
+impl Request {
+    /// Parses the body as JSON into `T`; a missing body parses as `null`.
+    ///
+    /// # Errors
+    ///
+    /// `BadRequest("Invalid JSON: <serde message>")` when the body does not parse into `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::prelude::*;
+    /// #[derive(Deserialize)]
+    /// struct NewPet { name: String }
+    ///
+    /// let req = Request { body: Some(r#"{"name":"Rex"}"#.into()), ..Request::default() };
+    /// let pet: NewPet = req.json().unwrap();
+    /// assert_eq!(pet.name, "Rex");
+    /// ```
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        let text = self.body.as_deref().unwrap_or("null");
+        serde_json::from_str(text)
+            .map_err(|e| HandlerError::BadRequest(format!("Invalid JSON: {e}")))
+    }
+
+    /// A query parameter (the last value of a repeated key).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request { query: [("q".to_string(), "rust".to_string())].into(), ..Request::default() };
+    /// assert_eq!(req.query_param("q").map(String::as_str), Some("rust"));
+    /// ```
+    pub fn query_param(&self, key: &str) -> Option<&String> {
+        self.query.get(key)
+    }
+
+    /// A query parameter parsed as `T`; `None` when missing or unparsable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request { query: [("page".to_string(), "2".to_string())].into(), ..Request::default() };
+    /// assert_eq!(req.query_param_as::<u32>("page"), Some(2));
+    /// assert_eq!(req.query_param_as::<u32>("limit"), None);
+    /// ```
+    pub fn query_param_as<T: FromStr>(&self, key: &str) -> Option<T> {
+        self.query.get(key).and_then(|v| v.parse().ok())
+    }
+
+    /// A query parameter parsed as `T`.
+    ///
+    /// # Errors
+    ///
+    /// `BadRequest("Missing required query parameter: k")` or
+    /// `BadRequest("Invalid value for query parameter: k")`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request::default();
+    /// let err = req.require_query_param::<u32>("page").unwrap_err();
+    /// assert_eq!(err.to_string(), "Bad request: Missing required query parameter: page");
+    /// ```
+    pub fn require_query_param<T: FromStr>(&self, key: &str) -> Result<T, HandlerError> {
+        require(self.query.get(key), key, "query parameter")
+    }
+
+    /// Every value of a query key, in order (empty when the key is absent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request { query: [("tag".to_string(), "a".to_string())].into(), ..Request::default() };
+    /// assert_eq!(req.query_all("tag"), vec!["a".to_string()]);
+    /// assert!(req.query_all("other").is_empty());
+    /// ```
+    pub fn query_all(&self, key: &str) -> Vec<String> {
+        extras::with(&self.request_id, |e| e.query_all.as_ref().map(|all| all.get(key).cloned()))
+            .unwrap_or_else(|| self.query.get(key).map(|v| vec![v.clone()]))
+            .unwrap_or_default()
+    }
+
+    /// A path parameter (a `{name}` segment of the route), raw.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request { params: [("id".to_string(), "42".to_string())].into(), ..Request::default() };
+    /// assert_eq!(req.path_param("id").map(String::as_str), Some("42"));
+    /// ```
+    pub fn path_param(&self, key: &str) -> Option<&String> {
+        self.params.get(key)
+    }
+
+    /// A path parameter parsed as `T`; `None` when missing or unparsable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request { params: [("id".to_string(), "42".to_string())].into(), ..Request::default() };
+    /// assert_eq!(req.path_param_as::<i64>("id"), Some(42));
+    /// ```
+    pub fn path_param_as<T: FromStr>(&self, key: &str) -> Option<T> {
+        self.params.get(key).and_then(|v| v.parse().ok())
+    }
+
+    /// A path parameter parsed as `T`.
+    ///
+    /// # Errors
+    ///
+    /// `BadRequest("Missing required path parameter: k")` or
+    /// `BadRequest("Invalid value for path parameter: k")`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request { params: [("id".to_string(), "x".to_string())].into(), ..Request::default() };
+    /// let err = req.require_path_param::<i64>("id").unwrap_err();
+    /// assert_eq!(err.to_string(), "Bad request: Invalid value for path parameter: id");
+    /// ```
+    pub fn require_path_param<T: FromStr>(&self, key: &str) -> Result<T, HandlerError> {
+        require(self.params.get(key), key, "path parameter")
+    }
+
+    /// A header, looked up case-insensitively (the last value of a repeated header).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request {
+    ///     headers: [("authorization".to_string(), "Bearer t".to_string())].into(),
+    ///     ..Request::default()
+    /// };
+    /// assert_eq!(req.header("Authorization").map(String::as_str), Some("Bearer t"));
+    /// ```
+    pub fn header(&self, key: &str) -> Option<&String> {
+        self.headers.get(key).or_else(|| {
+            self.headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(key))
+                .map(|(_, value)| value)
+        })
+    }
+
+    /// A header that must be present.
+    ///
+    /// # Errors
+    ///
+    /// `BadRequest("Missing required header: k")`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let err = Request::default().require_header("X-Api-Key").unwrap_err();
+    /// assert_eq!(err.to_string(), "Bad request: Missing required header: X-Api-Key");
+    /// ```
+    pub fn require_header(&self, key: &str) -> Result<&String, HandlerError> {
+        self.header(key)
+            .ok_or_else(|| HandlerError::BadRequest(format!("Missing required header: {key}")))
+    }
+
+    /// Every value of a header, in order, looked up case-insensitively.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request { headers: [("accept".to_string(), "*/*".to_string())].into(), ..Request::default() };
+    /// assert_eq!(req.header_all("Accept"), vec!["*/*".to_string()]);
+    /// ```
+    pub fn header_all(&self, key: &str) -> Vec<String> {
+        let lower = key.to_ascii_lowercase();
+        extras::with(&self.request_id, |e| {
+            e.headers_all.as_ref().map(|all| {
+                all.iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(&lower))
+                    .map(|(_, values)| values.clone())
+            })
+        })
+        .unwrap_or_else(|| self.header(&lower).map(|v| vec![v.clone()]))
+        .unwrap_or_default()
+    }
+
+    /// Whether the method is `method` (case-insensitive).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request { method: "POST".into(), ..Request::default() };
+    /// assert!(req.is_method("post"));
+    /// ```
+    pub fn is_method(&self, method: &str) -> bool {
+        self.method.eq_ignore_ascii_case(method)
+    }
+
+    /// The exact body bytes (empty when there is no body), binary bodies included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request { body: Some("hi".into()), ..Request::default() };
+    /// assert_eq!(req.body_bytes(), b"hi".to_vec());
+    /// ```
+    pub fn body_bytes(&self) -> Vec<u8> {
+        extras::with(&self.request_id, |e| e.body.clone())
+            .unwrap_or_else(|| self.body.as_deref().map(str::as_bytes).unwrap_or_default().to_vec())
+    }
+
+    /// The `Content-Type` header.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request { headers: [("content-type".to_string(), "text/csv".to_string())].into(), ..Request::default() };
+    /// assert_eq!(req.content_type().map(String::as_str), Some("text/csv"));
+    /// ```
+    pub fn content_type(&self) -> Option<&String> {
+        self.header("content-type")
+    }
+
+    /// Whether the content type is JSON (`application/json`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let req = Request {
+    ///     headers: [("content-type".to_string(), "application/json; charset=utf-8".to_string())].into(),
+    ///     ..Request::default()
+    /// };
+    /// assert!(req.is_json());
+    /// ```
+    pub fn is_json(&self) -> bool {
+        self.content_type().is_some_and(|ct| ct.to_ascii_lowercase().contains("application/json"))
+    }
+
+    /// Whether the content type is `multipart/form-data`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// assert!(!Request::default().is_multipart());
+    /// ```
+    pub fn is_multipart(&self) -> bool {
+        self.content_type()
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("multipart/form-data"))
+    }
+
+    /// Parses a `multipart/form-data` body into text fields and files (binary-safe).
+    ///
+    /// # Errors
+    ///
+    /// `BadRequest` when the content type is missing or not multipart, the boundary is
+    /// missing, the body is empty, or the body is not well-formed multipart.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let body = "--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHello\r\n--XyZ--\r\n";
+    /// let req = Request {
+    ///     headers: [("content-type".to_string(), "multipart/form-data; boundary=XyZ".to_string())].into(),
+    ///     body: Some(body.into()),
+    ///     ..Request::default()
+    /// };
+    /// let form = req.multipart().unwrap();
+    /// assert_eq!(form.require_field("title").unwrap(), "Hello");
+    /// ```
+    pub fn multipart(&self) -> Result<MultipartData, HandlerError> {
+        let content_type = self
+            .content_type()
+            .ok_or_else(|| HandlerError::BadRequest("Missing Content-Type header".into()))?;
+        if !self.is_multipart() {
+            return Err(HandlerError::BadRequest(
+                "Content-Type is not multipart/form-data".into(),
+            ));
+        }
+        let boundary = crate::multipart::boundary(content_type)
+            .ok_or_else(|| HandlerError::BadRequest("Missing multipart boundary".into()))?;
+        let body = self.body_bytes();
+        if body.is_empty() {
+            return Err(HandlerError::BadRequest("Empty body for multipart request".into()));
+        }
+        MultipartData::parse_bytes(&body, &boundary)
+    }
+}
+
+fn require<T: FromStr>(value: Option<&String>, key: &str, what: &str) -> Result<T, HandlerError> {
+    let value = value
+        .ok_or_else(|| HandlerError::BadRequest(format!("Missing required {what}: {key}")))?;
+    value
+        .parse()
+        .map_err(|_| HandlerError::BadRequest(format!("Invalid value for {what}: {key}")))
+}

@@ -1,0 +1,422 @@
+//! `Response`: what a handler answers, with constructors for the common shapes.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+/// Internal header that marks a body as base64 of raw bytes.
+///
+/// [`Response::binary`] sets it; the worker loop removes it and sends the frame with
+/// `"body_encoding": "base64"`, so the client receives the raw bytes, never this header.
+pub const BODY_ENCODING_HEADER: &str = "x-edgebook-body-encoding";
+
+/// An HTTP response from a handler.
+///
+/// The fields are public so a response can also be written as a struct literal.
+/// Constructors set `Content-Type` for their body; [`Response::with_header`] replaces a
+/// header whose name matches case-insensitively.
+///
+/// # Examples
+///
+/// ```
+/// use edgebook_sdk::prelude::*;
+///
+/// let response = Response::created(json!({"id": 7})).with_header("Location", "/items/7");
+/// assert_eq!(response.status, 201);
+/// assert_eq!(response.headers["Content-Type"], "application/json");
+/// assert_eq!(response.body.as_deref(), Some(r#"{"id":7}"#));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: HashMap<String, String>,
+    /// Response body; `None` sends an empty body.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+impl Response {
+    /// A response with this status, no headers and no body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// let response = Response::new(202);
+    /// assert_eq!((response.status, response.body), (202, None));
+    /// ```
+    pub fn new(status: u16) -> Self {
+        Response { status, headers: HashMap::new(), body: None }
+    }
+
+    /// 200 with `v` as JSON.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::prelude::*;
+    /// let response = Response::ok(json!({"ok": true}));
+    /// assert_eq!(response.status, 200);
+    /// assert_eq!(response.body.as_deref(), Some(r#"{"ok":true}"#));
+    /// ```
+    pub fn ok<T: Serialize>(body: T) -> Self {
+        Self::json(200, body)
+    }
+
+    /// 201 with `v` as JSON.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::prelude::*;
+    /// assert_eq!(Response::created(json!({"id": 1})).status, 201);
+    /// ```
+    pub fn created<T: Serialize>(body: T) -> Self {
+        Self::json(201, body)
+    }
+
+    /// 202 with `v` as JSON.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::prelude::*;
+    /// assert_eq!(Response::accepted(json!({"queued": true})).status, 202);
+    /// ```
+    pub fn accepted<T: Serialize>(body: T) -> Self {
+        Self::json(202, body)
+    }
+
+    /// `status` with `v` serialized as JSON (`Content-Type: application/json`).
+    ///
+    /// A value that cannot be serialized (a map with non-string keys, say) gives a 500
+    /// with a JSON error body instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::prelude::*;
+    /// #[derive(Serialize)]
+    /// struct Pet { name: String }
+    ///
+    /// let response = Response::json(200, Pet { name: "Rex".into() });
+    /// assert_eq!(response.body.as_deref(), Some(r#"{"name":"Rex"}"#));
+    /// ```
+    pub fn json<T: Serialize>(status: u16, body: T) -> Self {
+        match serde_json::to_string(&body) {
+            Ok(text) => Self::new(status)
+                .with_header("Content-Type", "application/json")
+                .with_body(text),
+            Err(err) => crate::HandlerError::SerializationError(err).to_response(),
+        }
+    }
+
+    /// 204 with no body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::no_content().status, 204);
+    /// ```
+    pub fn no_content() -> Self {
+        Self::new(204)
+    }
+
+    /// `status` with a plain-text body (`text/plain; charset=utf-8`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// let response = Response::text(200, "hi");
+    /// assert_eq!(response.headers["Content-Type"], "text/plain; charset=utf-8");
+    /// ```
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self::new(status)
+            .with_header("Content-Type", "text/plain; charset=utf-8")
+            .with_body(body)
+    }
+
+    /// `status` with an HTML body (`text/html; charset=utf-8`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// let response = Response::html(200, "<h1>hi</h1>");
+    /// assert_eq!(response.headers["Content-Type"], "text/html; charset=utf-8");
+    /// ```
+    pub fn html(status: u16, body: impl Into<String>) -> Self {
+        Self::new(status)
+            .with_header("Content-Type", "text/html; charset=utf-8")
+            .with_body(body)
+    }
+
+    /// `status` with raw bytes as the body and `content_type`.
+    ///
+    /// The bytes travel base64-encoded inside the frame and reach the client unchanged.
+    /// `body` holds the base64 text and [`BODY_ENCODING_HEADER`] marks it; use
+    /// [`Response::binary_body`] to get the bytes back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// let response = Response::binary(200, [0u8, 0xff, 0x10], "application/octet-stream");
+    /// assert_eq!(response.headers["Content-Type"], "application/octet-stream");
+    /// assert_eq!(response.binary_body(), Some(vec![0u8, 0xff, 0x10]));
+    /// ```
+    pub fn binary(status: u16, data: impl AsRef<[u8]>, content_type: impl Into<String>) -> Self {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(data.as_ref());
+        Self::new(status)
+            .with_header("Content-Type", content_type)
+            .with_header(BODY_ENCODING_HEADER, "base64")
+            .with_body(encoded)
+    }
+
+    /// The raw bytes of a body made by [`Response::binary`]; `None` for other responses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::text(200, "x").binary_body(), None);
+    /// ```
+    pub fn binary_body(&self) -> Option<Vec<u8>> {
+        let marked = self
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case(BODY_ENCODING_HEADER) && v == "base64");
+        if !marked {
+            return None;
+        }
+        let body = self.body.as_deref().unwrap_or("");
+        base64::engine::general_purpose::STANDARD.decode(body).ok()
+    }
+
+    /// `status` (a 3xx) with a `Location` header and no body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// let response = Response::redirect(302, "/login");
+    /// assert_eq!(response.headers["Location"], "/login");
+    /// ```
+    pub fn redirect(status: u16, location: impl Into<String>) -> Self {
+        Self::new(status).with_header("Location", location)
+    }
+
+    /// 404 with `{"error":"Not Found"}`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::not_found().body.as_deref(), Some(r#"{"error":"Not Found"}"#));
+    /// ```
+    pub fn not_found() -> Self {
+        Self::error(404, "Not Found")
+    }
+
+    /// 404 with `{"error": message}`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::not_found_msg("no pet 7").status, 404);
+    /// ```
+    pub fn not_found_msg(message: impl Into<String>) -> Self {
+        Self::error(404, message)
+    }
+
+    /// 400 with `{"error": message}`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// let response = Response::bad_request("missing name");
+    /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"missing name"}"#));
+    /// ```
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::error(400, message)
+    }
+
+    /// 401 with `{"error": message}`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::unauthorized("token expired").status, 401);
+    /// ```
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::error(401, message)
+    }
+
+    /// 403 with `{"error": message}`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::forbidden("admins only").status, 403);
+    /// ```
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::error(403, message)
+    }
+
+    /// 409 with `{"error": message}`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::conflict("exists").status, 409);
+    /// ```
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::error(409, message)
+    }
+
+    /// 500 with `{"error": message}`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::internal_error("oops").status, 500);
+    /// ```
+    pub fn internal_error(message: impl Into<String>) -> Self {
+        Self::error(500, message)
+    }
+
+    /// 503 with `{"error": message}`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::service_unavailable("db down").status, 503);
+    /// ```
+    pub fn service_unavailable(message: impl Into<String>) -> Self {
+        Self::error(503, message)
+    }
+
+    fn error(status: u16, message: impl Into<String>) -> Self {
+        Self::json(status, serde_json::json!({ "error": message.into() }))
+    }
+
+    /// Sets a header, replacing any header whose name matches case-insensitively.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// let response = Response::text(200, "x").with_header("content-type", "text/csv");
+    /// assert_eq!(response.headers.len(), 1);
+    /// assert_eq!(response.headers["content-type"], "text/csv");
+    /// ```
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.headers.retain(|k, _| !k.eq_ignore_ascii_case(&key));
+        self.headers.insert(key, value.into());
+        self
+    }
+
+    /// Replaces the body with text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::new(200).with_body("hi").body.as_deref(), Some("hi"));
+    /// ```
+    pub fn with_body(mut self, body: impl Into<String>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// Adds CORS headers allowing `origin`, the usual methods and `Content-Type, Authorization`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::prelude::*;
+    /// let response = Response::ok(json!({})).with_cors("*");
+    /// assert_eq!(response.headers["Access-Control-Allow-Origin"], "*");
+    /// ```
+    pub fn with_cors(self, origin: impl Into<String>) -> Self {
+        self.with_header("Access-Control-Allow-Origin", origin)
+            .with_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+            .with_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
+    }
+
+    /// Sets `Cache-Control`: `max-age=N`, or for 0 `no-store, no-cache, must-revalidate`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// assert_eq!(Response::new(200).with_cache(60).headers["Cache-Control"], "max-age=60");
+    /// ```
+    pub fn with_cache(self, max_age_seconds: u32) -> Self {
+        if max_age_seconds == 0 {
+            self.with_header("Cache-Control", "no-store, no-cache, must-revalidate")
+        } else {
+            self.with_header("Cache-Control", format!("max-age={max_age_seconds}"))
+        }
+    }
+}
+
+impl Default for Response {
+    fn default() -> Self {
+        Self::new(200)
+    }
+}
+
+/// What a handler may return: a [`Response`], a [`crate::HandlerError`], or a `Result` of them.
+///
+/// This is what lets [`handler_loop!`](crate::handler_loop) take both
+/// `fn(Request) -> Response` and `fn(Request) -> Result<Response, HandlerError>`.
+///
+/// # Examples
+///
+/// ```
+/// use edgebook_sdk::prelude::*;
+/// use edgebook_sdk::IntoResponse;
+///
+/// let failed: Result<Response, HandlerError> = Err(HandlerError::NotFound);
+/// assert_eq!(failed.into_response().status, 404);
+/// ```
+pub trait IntoResponse {
+    /// Converts `self` into the response sent to the client.
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl IntoResponse for crate::HandlerError {
+    fn into_response(self) -> Response {
+        self.to_response()
+    }
+}
+
+impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
+    fn into_response(self) -> Response {
+        match self {
+            Ok(ok) => ok.into_response(),
+            Err(err) => err.into_response(),
+        }
+    }
+}
