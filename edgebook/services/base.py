@@ -1,0 +1,83 @@
+"""The connector interface: one configured service instance with its pooled clients."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import ServiceError
+
+
+@dataclasses.dataclass(frozen=True)
+class CallContext:
+    """Who is calling: the endpoint and the request the call belongs to."""
+
+    endpoint: str
+    request_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Limits shared by every connector of one ``ServiceManager``."""
+
+    data_dir: Path
+    connect_timeout: float = 2.0
+    call_timeout: float = 10.0
+    transaction_timeout: float = 60.0
+
+
+class Connector(abc.ABC):
+    """A service instance: owns its pool, runs operations, maps failures to ``ServiceError``.
+
+    Pools are created on first use, so a server that is down when the gateway starts only
+    fails the calls that need it. Every method runs on the gateway's event loop and never
+    blocks it.
+    """
+
+    #: The service kind, as in the registry (``sqlite``, ``postgres``, ...).
+    kind: ClassVar[str]
+    #: The operations this kind answers, e.g. ``{"db.query", ...}``.
+    ops: ClassVar[frozenset[str]]
+    #: Config keys whose values are secrets (masked by ``describe``).
+    secret_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, name: str, config: dict[str, Any], settings: Settings):
+        self.name = name
+        self.config = config
+        self.settings = settings
+
+    @classmethod
+    @abc.abstractmethod
+    def check_config(cls, config: dict[str, Any], name: str) -> dict[str, Any]:
+        """The config with defaults filled in; ``ServiceConfigError`` says what is wrong."""
+
+    @property
+    def call_timeout(self) -> float:
+        return float(self.config.get("timeout") or self.settings.call_timeout)
+
+    @abc.abstractmethod
+    async def call(self, op: str, args: dict[str, Any], ctx: CallContext) -> Any:
+        """Run ``op`` and return its JSON result, or raise ``ServiceError``."""
+
+    @abc.abstractmethod
+    async def test(self) -> dict[str, Any]:
+        """Reach the server once; returns facts worth showing (e.g. its version)."""
+
+    async def release(self, request_id: str) -> None:
+        """The request ended: give back whatever it still holds (open transactions)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close every connection; the connector is not used again."""
+
+    def describe_target(self) -> str:
+        """Where the service lives, without secrets, for messages and logs."""
+        return self.name
+
+    def unavailable(self, detail: str) -> ServiceError:
+        return ServiceError(
+            "unavailable", f"{self.kind} service '{self.name}' is not reachable",
+            log_message=f"{self.kind} service '{self.name}' at {self.describe_target()}: "
+                        f"{detail}")
