@@ -1,0 +1,758 @@
+"""The build service: handler source in, native worker binary (or diagnostics) out.
+
+``Builder.build(BuildRequest)`` computes a content hash of everything that decides the
+binary (generated source, dependencies, profile, SDK version and sources, rustc version,
+target); a hit returns ``<data_dir>/bin/<hash>`` without running cargo. A miss writes the
+endpoint's package into the data dir's workspace (see ``edgebook.workspace``), runs
+``cargo build --message-format=json`` against the shared target dir, maps rustc's
+diagnostics onto the user's lines (see ``edgebook.diagnostics``) and copies the binary out
+of the target dir into ``bin/<hash>``.
+
+Scheduling: one build per endpoint at a time; a newer submit for an endpoint supersedes
+its queued (not yet running) build; endpoints share ``max_parallel`` build slots in
+arrival order. Builds run cargo as an asyncio subprocess in its own process group, which
+is killed on timeout or cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .diagnostics import (Diagnostic, SourceMap, from_cargo_stderr, from_rustc,
+                          generated_problem, render_diagnostics)
+from .workspace import (LAYOUT_VERSION, PROFILES, WORKSPACE_PROFILES, HandlerSource,
+                        SdkFingerprint, SourceError, Workspace, analyse, find_sdk_dir,
+                        merged_dependencies, package_name, sdk_info)
+
+__all__ = ["BuildRequest", "BuildResult", "Builder", "Diagnostic", "PrebuildError",
+           "default_target_dir", "prebuild", "render_diagnostics"]
+
+log = logging.getLogger("edgebook.build")
+
+ProgressCallback = Callable[[dict], None]
+
+STATUSES = ("ok", "failed", "timeout", "superseded", "cancelled")
+
+#: How much of cargo's stderr a result keeps (the tail).
+MAX_LOG_CHARS = 256 * 1024
+
+#: Environment that changes what rustc produces, so it is part of the content hash.
+_HASHED_ENV = ("RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS",
+               "CARGO_PROFILE_DEV_OPT_LEVEL", "CARGO_PROFILE_RELEASE_OPT_LEVEL")
+
+#: The throwaway handler ``prebuild`` compiles: it pulls in everything a typical handler
+#: does (the SDK, serde's derive, ``json!``), so their artifacts land in the target dir.
+PREBUILD_SOURCE = """\
+use rust_edge_gateway_sdk::prelude::*;
+
+#[derive(Deserialize, Serialize)]
+struct Greeting {
+    name: String,
+}
+
+fn handle(req: Request) -> Response {
+    let greeting: Greeting = serde_json::from_str(req.body.as_deref().unwrap_or("{}"))
+        .unwrap_or(Greeting { name: "world".to_string() });
+    Response::ok(json!({ "hello": greeting.name, "path": req.path }))
+}
+"""
+
+
+def default_target_dir() -> Path:
+    """``EDGEBOOK_TARGET_DIR``, else ``~/.cache/edgebook/target`` (honouring XDG_CACHE_HOME)."""
+    env = os.environ.get("EDGEBOOK_TARGET_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "edgebook" / "target"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build: an endpoint name, its Rust source, extra dependencies, a profile.
+
+    ``deps`` entries are ``"name@requirement"`` optionally followed by ``+feat,feat``;
+    ``profile`` is ``"dev"`` (fast to build) or ``"release"`` (fast to run).
+    """
+
+    name: str
+    source: str
+    deps: tuple[str, ...] = ()
+    profile: str = "dev"
+
+    def __post_init__(self):
+        object.__setattr__(self, "deps", tuple(self.deps))
+
+
+@dataclass
+class BuildResult:
+    """The outcome of one build. ``binary`` is set exactly when ``ok``."""
+
+    ok: bool
+    status: str
+    binary: Path | None = None
+    content_hash: str = ""
+    cached: bool = False
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    duration: float = 0.0
+    profile: str = "dev"
+    log: str = ""
+    name: str = ""
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.level == "warning"]
+
+    def render(self, source: str) -> str:
+        """The diagnostics over ``source`` as plain text (see ``render_diagnostics``)."""
+        return render_diagnostics(self.diagnostics, source)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["binary"] = str(self.binary) if self.binary else None
+        return data
+
+
+class PrebuildError(RuntimeError):
+    """``prebuild`` could not compile the SDK; the message carries cargo's errors."""
+
+
+# ---------------------------------------------------------------------------------------
+# Progress
+
+
+class _Progress:
+    """Sends progress events for one build to its callback; a failing callback is logged."""
+
+    def __init__(self, request: BuildRequest, callback: ProgressCallback | None, started: float):
+        self.request = request
+        self.callback = callback
+        self.started = started
+        self.phase = ""
+
+    def emit(self, phase: str, **extra) -> None:
+        self.phase = phase
+        if self.callback is None:
+            return
+        event = {"name": self.request.name, "profile": self.request.profile, "phase": phase,
+                 "elapsed": round(time.monotonic() - self.started, 3), **extra}
+        try:
+            self.callback(event)
+        except Exception:  # a broken listener must not break the build
+            log.exception("progress callback failed for %s", self.request.name)
+
+
+# ---------------------------------------------------------------------------------------
+# Scheduling state
+
+
+@dataclass(eq=False)
+class _Ticket:
+    request: BuildRequest
+    handler: HandlerSource
+    key: str
+    progress: _Progress
+    future: asyncio.Future
+    task: asyncio.Task | None = None
+
+
+@dataclass(eq=False)
+class _Slot:
+    """The builds of one endpoint: at most one running and one waiting."""
+
+    pending: _Ticket | None = None
+    current: _Ticket | None = None
+    driver: asyncio.Task | None = None
+
+
+class _Scheduler:
+    """Per-event-loop scheduling state (asyncio primitives belong to one loop)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_parallel: int):
+        self.loop = loop
+        self.slots: dict[str, _Slot] = {}
+        self.semaphore = asyncio.Semaphore(max_parallel)
+
+
+@dataclass
+class _CargoRun:
+    """What one cargo invocation produced."""
+
+    returncode: int | None = None
+    messages: list[dict] = field(default_factory=list)
+    stderr: str = ""
+    executable: str | None = None
+    timed_out: bool = False
+    compiled_any: bool = False
+
+
+class _Timeout(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------
+# The builder
+
+
+class Builder:
+    """Builds handler binaries for one data dir; see the module docstring.
+
+    ``cargo`` is the cargo executable to run (a path or a name on PATH), ``rustc`` the
+    compiler whose version goes into the content hash (default: ``$RUSTC`` or ``rustc``).
+    ``time_limit`` bounds each build's cargo time in seconds. ``offline_first`` runs cargo
+    ``--offline`` first and goes online only when resolution needs the registry.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, *, sdk_dir: str | os.PathLike | None = None,
+                 target_dir: str | os.PathLike | None = None, cargo: str = "cargo",
+                 rustc: str | None = None, time_limit: float = 300.0, max_parallel: int = 1,
+                 offline_first: bool = True):
+        if max_parallel < 1:
+            raise ValueError("max_parallel must be at least 1")
+        self.data_dir = Path(data_dir).resolve()
+        self.sdk = sdk_info(Path(sdk_dir).resolve() if sdk_dir else find_sdk_dir())
+        self.target_dir = Path(target_dir or default_target_dir()).expanduser().resolve()
+        self.bin_dir = self.data_dir / "bin"
+        self.cargo = cargo
+        self.rustc = rustc or os.environ.get("RUSTC") or "rustc"
+        self.time_limit = time_limit
+        self.max_parallel = max_parallel
+        self.offline_first = offline_first
+        self.workspace = Workspace(self.data_dir, self.sdk)
+        self._sdk_fingerprint = SdkFingerprint(self.sdk.dir)
+        self._toolchain: tuple[str, str] | None = None
+        self._toolchain_lock: asyncio.Lock | None = None
+        self._scheduler_state: _Scheduler | None = None
+
+    # -- public API ----------------------------------------------------------------------
+
+    async def build(self, request: BuildRequest,
+                    on_progress: ProgressCallback | None = None) -> BuildResult:
+        """Builds ``request``; never raises for build problems (see ``BuildResult.status``).
+
+        Cancelling the awaiting task cancels the build (cargo is killed) and re-raises.
+        """
+        progress = _Progress(request, on_progress, time.monotonic())
+        try:
+            _check_request(request)
+            handler = analyse(request.source, request.deps)
+            key = await self.content_hash_of(handler, request.profile)
+        except SourceError as exc:
+            diag = generated_problem(exc.message, line=exc.line, column=1 if exc.line else None,
+                                     help=exc.help)
+            return self._finish(progress, "failed", diagnostics=[diag], log=exc.message)
+        except ToolchainError as exc:
+            return self._finish(progress, "failed", log=str(exc),
+                                diagnostics=[generated_problem(str(exc))])
+        binary = self._cached_binary(key)
+        if binary is not None:
+            return self._finish(progress, "ok", key=key, binary=binary, cached=True,
+                                log=f"cache hit: {binary}")
+        sched = self._scheduler()
+        slot = sched.slots.setdefault(request.name, _Slot())
+        ticket = _Ticket(request, handler, key, progress, sched.loop.create_future())
+        if slot.pending is not None:
+            self._resolve(slot.pending, self._finish(slot.pending.progress, "superseded",
+                                                     key=slot.pending.key,
+                                                     log="superseded by a newer build"))
+        slot.pending = ticket
+        progress.emit("queued")
+        if slot.driver is None:
+            slot.driver = sched.loop.create_task(self._drive(sched, request.name, slot))
+        try:
+            return await asyncio.shield(ticket.future)
+        except asyncio.CancelledError:
+            self._cancel_ticket(slot, ticket)
+            raise
+
+    def cancel(self, name: str) -> bool:
+        """Cancels the waiting and running builds of endpoint ``name``; True if there were any."""
+        sched = self._scheduler_state
+        slot = sched.slots.get(name) if sched else None
+        if slot is None:
+            return False
+        found = False
+        for ticket in (slot.pending, slot.current):
+            if ticket is not None:
+                self._cancel_ticket(slot, ticket)
+                found = True
+        return found
+
+    async def aclose(self) -> None:
+        """Cancels every build in progress and waits for their cargo processes to end."""
+        sched = self._scheduler_state
+        if sched is None:
+            return
+        drivers = [slot.driver for slot in sched.slots.values() if slot.driver]
+        for name in list(sched.slots):
+            self.cancel(name)
+        if drivers:
+            await asyncio.gather(*drivers, return_exceptions=True)
+
+    async def content_hash_of(self, handler: HandlerSource, profile: str) -> str:
+        """The cache key of a build: equal keys mean interchangeable binaries."""
+        rustc_version, host = await self._toolchain_info()
+        material = {
+            "layout": LAYOUT_VERSION,
+            "main_rs": handler.main_rs(),
+            "dependencies": merged_dependencies(handler.dependencies),
+            "profile": profile,
+            "profiles": WORKSPACE_PROFILES,
+            "sdk_version": self.sdk.version,
+            "sdk_sources": self._sdk_fingerprint.value(),
+            "rustc": rustc_version,
+            "target": host,
+            "env": {name: os.environ.get(name) for name in _HASHED_ENV},
+        }
+        blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
+
+    def binary_path(self, content_hash: str) -> Path:
+        return self.bin_dir / content_hash
+
+    def package_name(self, endpoint: str) -> str:
+        return package_name(self.data_dir, endpoint)
+
+    def remove(self, name: str) -> None:
+        """Forgets an endpoint's package in the workspace (its cached binaries stay)."""
+        self.workspace.remove_package(self.package_name(name))
+
+    def prebuild(self, profiles: tuple[str, ...] = PROFILES,
+                 on_progress: ProgressCallback | None = None) -> list[BuildResult]:
+        """Compiles the SDK and its dependencies into the shared target dir (synchronous).
+
+        Builds a throwaway handler in a temporary data dir for each profile, so every data
+        dir sharing the target dir starts warm. Raises ``PrebuildError`` on failure.
+        """
+        return prebuild(sdk_dir=self.sdk.dir, target_dir=self.target_dir, cargo=self.cargo,
+                        rustc=self.rustc, profiles=profiles, on_progress=on_progress)
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _scheduler(self) -> _Scheduler:
+        loop = asyncio.get_running_loop()
+        sched = self._scheduler_state
+        if sched is None or sched.loop is not loop:
+            if sched is not None and not sched.loop.is_closed() and sched.slots:
+                raise RuntimeError("a Builder is in use on another event loop")
+            sched = self._scheduler_state = _Scheduler(loop, self.max_parallel)
+            self._toolchain_lock = None
+        return sched
+
+    async def _drive(self, sched: _Scheduler, name: str, slot: _Slot) -> None:
+        """Runs the endpoint's builds one after another until none is waiting."""
+        try:
+            while slot.pending is not None:
+                async with sched.semaphore:
+                    ticket, slot.pending = slot.pending, None
+                    if ticket is None:
+                        break
+                    slot.current = ticket
+                    ticket.task = sched.loop.create_task(self._execute(ticket))
+                    try:
+                        await asyncio.wait({ticket.task})
+                    finally:
+                        if not ticket.task.done():  # the driver itself was cancelled
+                            ticket.task.cancel()
+                            await asyncio.wait({ticket.task})
+                        slot.current = None
+                        self._resolve(ticket, self._outcome(ticket))
+        finally:
+            slot.driver = None
+            if slot.pending is None and slot.current is None and sched.slots.get(name) is slot:
+                del sched.slots[name]
+
+    def _outcome(self, ticket: _Ticket) -> BuildResult:
+        task = ticket.task
+        if task.cancelled():
+            return self._finish(ticket.progress, "cancelled", key=ticket.key,
+                                log="build cancelled")
+        exc = task.exception()
+        if exc is not None:
+            log.error("build of %s crashed", ticket.request.name, exc_info=exc)
+            return self._finish(ticket.progress, "failed", key=ticket.key, log=repr(exc),
+                                diagnostics=[generated_problem(f"internal build error: {exc}")])
+        return task.result()
+
+    def _cancel_ticket(self, slot: _Slot, ticket: _Ticket) -> None:
+        if slot.pending is ticket:
+            slot.pending = None
+            self._resolve(ticket, self._finish(ticket.progress, "cancelled", key=ticket.key,
+                                               log="build cancelled before it started"))
+        elif slot.current is ticket and ticket.task is not None:
+            ticket.task.cancel()
+
+    @staticmethod
+    def _resolve(ticket: _Ticket, result: BuildResult) -> None:
+        if not ticket.future.done():
+            ticket.future.set_result(result)
+
+    # -- one build -------------------------------------------------------------------------
+
+    async def _execute(self, ticket: _Ticket) -> BuildResult:
+        request, progress = ticket.request, ticket.progress
+        binary = self._cached_binary(ticket.key)  # built by another endpoint meanwhile?
+        if binary is not None:
+            return self._finish(progress, "ok", key=ticket.key, binary=binary, cached=True,
+                                log=f"cache hit: {binary}")
+        package = self.package_name(request.name)
+        ws = self.workspace
+        ws.ensure()
+        snapshot = ws.snapshot(package)
+        main_rs = ws.write_package(package, request.name, ticket.handler)
+        smap = self._source_map(package, main_rs, ticket.handler, request.name)
+        deadline = time.monotonic() + self.time_limit
+        offline = self.offline_first
+        logs = []
+        try:
+            run = await self._run_cargo(package, request.profile, offline, deadline, ticket)
+            logs.append(run.stderr)
+            if offline and _needs_registry(run):
+                logs.append("edgebook: offline resolution failed; retrying with the registry\n")
+                progress.emit("resolving", online=True)
+                run = await self._run_cargo(package, request.profile, False, deadline, ticket)
+                logs.append(run.stderr)
+        except _Timeout:
+            return self._finish(progress, "timeout", key=ticket.key, log="".join(logs) + (
+                f"edgebook: build exceeded its time limit of {self.time_limit:g} s; "
+                "cargo was killed\n"), diagnostics=[generated_problem(
+                    f"the build took longer than {self.time_limit:g} s and was stopped")])
+        diagnostics = self._diagnostics(run, smap, ticket.handler)
+        log_text = "".join(logs)
+        if run.returncode != 0 or run.executable is None:
+            if not any(d.is_error for d in diagnostics):
+                diagnostics.append(generated_problem(
+                    f"cargo failed with exit status {run.returncode}"))
+            if not run.compiled_any or not _rustc_errors(run):
+                ws.restore(package, snapshot)  # keep a broken manifest out of the workspace
+            return self._finish(progress, "failed", key=ticket.key, log=log_text,
+                                diagnostics=diagnostics)
+        binary = await asyncio.to_thread(self._install, Path(run.executable), ticket.key)
+        return self._finish(progress, "ok", key=ticket.key, binary=binary, log=log_text,
+                            diagnostics=diagnostics)
+
+    def _cargo_command(self, package: str, profile: str, offline: bool) -> list[str]:
+        command = [self.cargo, "build", "--message-format=json", "--package", package,
+                   "--manifest-path", str(self.workspace.root / "Cargo.toml")]
+        command += ["--release"] if profile == "release" else ["--profile", profile]
+        if offline:
+            command.append("--offline")
+        return command
+
+    def _cargo_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(CARGO_TARGET_DIR=str(self.target_dir), CARGO_TERM_COLOR="never",
+                   CARGO_TERM_PROGRESS_WHEN="never")
+        env.pop("CARGO_BUILD_TARGET", None)  # binaries are for this host, where they run
+        return env
+
+    async def _run_cargo(self, package: str, profile: str, offline: bool, deadline: float,
+                         ticket: _Ticket) -> _CargoRun:
+        progress = ticket.progress
+        progress.emit("resolving", online=not offline)
+        run = _CargoRun()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._cargo_command(package, profile, offline), cwd=self.workspace.root,
+                env=self._cargo_env(), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True, limit=64 * 1024 * 1024)
+        except OSError as exc:
+            run.returncode = -1
+            run.stderr = f"error: could not run cargo ({self.cargo}): {exc}\n"
+            return run
+        watcher = _ArtifactWatcher(package, ticket.handler, progress)
+        readers = asyncio.gather(self._read_messages(proc.stdout, run, watcher, package),
+                                 _read_text(proc.stderr))
+        try:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise asyncio.TimeoutError
+            await asyncio.wait_for(asyncio.shield(proc.wait()), remaining)
+            _, run.stderr = await readers
+        except asyncio.TimeoutError:
+            await _kill_group(proc, readers)
+            raise _Timeout from None
+        except BaseException:  # cancelled: cargo must not outlive its build
+            await _kill_group(proc, readers)
+            raise
+        run.returncode = proc.returncode
+        return run
+
+    async def _read_messages(self, stream: asyncio.StreamReader, run: _CargoRun,
+                             watcher: "_ArtifactWatcher", package: str) -> None:
+        while True:
+            line = await stream.readline()
+            if not line:
+                return
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            reason = message.get("reason")
+            if reason == "compiler-artifact":
+                if not message.get("fresh"):
+                    run.compiled_any = True
+                if _package_of(message) == package and message.get("executable"):
+                    run.executable = message["executable"]
+                watcher.artifact(message)
+            elif reason == "compiler-message":
+                run.compiled_any = True
+                run.messages.append(message)
+
+    def _diagnostics(self, run: _CargoRun, smap: SourceMap,
+                     handler: HandlerSource) -> list[Diagnostic]:
+        diagnostics: list[Diagnostic] = []
+        seen = set()
+        for message in run.messages:
+            rustc = message.get("message") or {}
+            if _is_summary(rustc):
+                continue
+            diag = from_rustc(rustc, smap)
+            ident = (diag.level, diag.message, diag.line, diag.column)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            diagnostics.append(diag)
+        if run.returncode != 0 and not any(d.is_error for d in diagnostics):
+            for diag in from_cargo_stderr(run.stderr):
+                if diag.message.startswith("could not compile"):
+                    continue
+                _locate_dependency_error(diag, handler)
+                diagnostics.append(diag)
+        return diagnostics
+
+    def _source_map(self, package: str, main_rs: Path, handler: HandlerSource,
+                    name: str) -> SourceMap:
+        relative = f"handlers/{package}/src/main.rs"
+        absolute = str(main_rs)
+
+        def is_user_file(file_name: str) -> bool:
+            return file_name in (relative, absolute) or file_name.endswith(
+                f"/{package}/src/main.rs")
+
+        anchor = None
+        if handler.handle_line is not None:
+            anchor = (handler.handle_line, handler.handle_column or 1)
+        return SourceMap(is_user_file=is_user_file, user_lines=handler.user_lines,
+                         anchor=anchor, display_name=f"{name}.rs",
+                         file_names=(absolute, relative))
+
+    def _install(self, built: Path, key: str) -> Path:
+        """Copies a freshly built binary out of the shared target dir into ``bin/<key>``."""
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        final = self.binary_path(key)
+        tmp = final.with_name(f".{key}.{os.getpid()}.tmp")
+        shutil.copyfile(built, tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, final)
+        return final
+
+    def _cached_binary(self, key: str) -> Path | None:
+        path = self.binary_path(key)
+        return path if path.is_file() and os.access(path, os.X_OK) else None
+
+    def _finish(self, progress: _Progress, status: str, *, key: str = "",
+                binary: Path | None = None, cached: bool = False,
+                diagnostics: list[Diagnostic] | None = None, log: str = "") -> BuildResult:
+        if len(log) > MAX_LOG_CHARS:
+            log = "...\n" + log[-MAX_LOG_CHARS:]
+        result = BuildResult(ok=status == "ok", status=status, binary=binary, content_hash=key,
+                             cached=cached, diagnostics=diagnostics or [],
+                             duration=round(time.monotonic() - progress.started, 4),
+                             profile=progress.request.profile, log=log,
+                             name=progress.request.name)
+        progress.emit("done", status=status, cached=cached)
+        return result
+
+    # -- toolchain ---------------------------------------------------------------------------
+
+    async def _toolchain_info(self) -> tuple[str, str]:
+        """``rustc -vV`` and the host triple, run once per Builder."""
+        if self._toolchain is not None:
+            return self._toolchain
+        if self._toolchain_lock is None:
+            self._toolchain_lock = asyncio.Lock()
+        async with self._toolchain_lock:
+            if self._toolchain is None:
+                self._toolchain = await _rustc_version(self.rustc, self.data_dir)
+        return self._toolchain
+
+
+class ToolchainError(RuntimeError):
+    """rustc could not be run or did not say what it is."""
+
+
+async def _rustc_version(rustc: str, cwd: Path) -> tuple[str, str]:
+    cwd = cwd if cwd.is_dir() else Path.cwd()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            rustc, "-vV", cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    except OSError as exc:
+        raise ToolchainError(f"could not run {rustc}: {exc}; is Rust installed?") from None
+    out, err = await proc.communicate()
+    text = out.decode(errors="replace")
+    host = re.search(r"^host:\s*(\S+)", text, re.M)
+    if proc.returncode != 0 or host is None:
+        raise ToolchainError(f"`{rustc} -vV` failed: {err.decode(errors='replace').strip()}")
+    return text, host.group(1)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers around cargo's output
+
+
+class _ArtifactWatcher:
+    """Turns cargo's ``compiler-artifact`` messages into progress events.
+
+    Cargo reports every unit, fresh or not. Once every direct dependency of the handler
+    has been reported, what remains is rustc compiling and linking the handler itself;
+    that is the ``linking`` phase.
+    """
+
+    def __init__(self, package: str, handler: HandlerSource, progress: _Progress):
+        self.progress = progress
+        self.package = package
+        deps = merged_dependencies(handler.dependencies)
+        names = {"edgebook_sdk", "rust_edge_gateway_sdk"}
+        names |= {spec.get("package", name).replace("-", "_") for name, spec in deps.items()}
+        self.waiting = names
+        self.linking = False
+
+    def artifact(self, message: dict) -> None:
+        target = message.get("target") or {}
+        kinds = target.get("kind") or []
+        if _package_of(message) == self.package:
+            return
+        if not message.get("fresh") and "custom-build" not in kinds:
+            self.progress.emit("compiling", crate=target.get("name", "?"))
+        if "custom-build" in kinds:
+            return
+        self.waiting.discard(str(target.get("name", "")).replace("-", "_"))
+        if not self.waiting and not self.linking:
+            self.linking = True
+            self.progress.emit("linking", crate=self.package)
+
+
+def _package_of(message: dict) -> str:
+    """The package name in a cargo message's ``package_id`` (old and new formats)."""
+    pid = message.get("package_id", "")
+    if "#" in pid:  # "path+file:///x/h_a#0.0.0" or "registry+...#itoa@1.0.0"
+        tail = pid.rsplit("#", 1)[1]
+        if "@" in tail:
+            return tail.split("@", 1)[0]
+        return pid.rsplit("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return pid.split(" ", 1)[0]  # "itoa 1.0.0 (registry+...)"
+
+
+def _is_summary(rustc: dict) -> bool:
+    """rustc's closing lines ("aborting due to ...", "N warnings emitted"), not diagnostics."""
+    if rustc.get("spans"):
+        return False
+    text = rustc.get("message", "")
+    return text.startswith("aborting due to") or bool(
+        re.match(r"^\d+ warnings? emitted", text))
+
+
+def _rustc_errors(run: _CargoRun) -> bool:
+    return any((m.get("message") or {}).get("level") == "error" for m in run.messages)
+
+
+def _needs_registry(run: _CargoRun) -> bool:
+    """An offline attempt failed in resolution or download (not in compilation)."""
+    return (run.returncode not in (0, None) and not _rustc_errors(run)
+            and "offline" in run.stderr.lower())
+
+
+def _locate_dependency_error(diag: Diagnostic, handler: HandlerSource) -> None:
+    """Points a cargo error that names one of the user's dependencies at its declaration."""
+    text = diag.rendered or diag.message
+    for name in handler.dependencies:
+        if re.search(rf"`{re.escape(name)}`|\b{re.escape(name)}\b", text):
+            pattern = re.compile(rf"^//!\s*{re.escape(name)}\s*=")
+            for number, line in enumerate(handler.source.splitlines(), start=1):
+                if pattern.match(line.strip()):
+                    diag.line, diag.column = number, 1
+                    return
+            return
+
+
+async def _read_text(stream: asyncio.StreamReader) -> str:
+    chunks = []
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return b"".join(chunks).decode(errors="replace")
+        chunks.append(chunk)
+
+
+async def _kill_group(proc: asyncio.subprocess.Process, readers: asyncio.Future) -> None:
+    """Kills cargo and everything it started (rustc, build scripts), then reaps it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    await asyncio.shield(proc.wait())
+    readers.cancel()
+    try:
+        await readers
+    except BaseException:
+        pass
+
+
+def _check_request(request: BuildRequest) -> None:
+    if not isinstance(request.name, str) or not request.name.strip() or "\0" in request.name:
+        raise SourceError("the endpoint name is empty or invalid")
+    if request.profile not in PROFILES:
+        raise SourceError(f"unknown profile {request.profile!r}; use one of "
+                          + ", ".join(PROFILES))
+    if not isinstance(request.source, str):
+        raise SourceError("the handler source must be text")
+
+
+# ---------------------------------------------------------------------------------------
+# Prebuild
+
+
+def prebuild(*, sdk_dir: str | os.PathLike | None = None,
+             target_dir: str | os.PathLike | None = None, cargo: str = "cargo",
+             rustc: str | None = None, profiles: tuple[str, ...] = PROFILES,
+             time_limit: float = 3600.0,
+             on_progress: ProgressCallback | None = None) -> list[BuildResult]:
+    """Compiles the SDK and its dependencies for ``profiles`` into the shared target dir.
+
+    Synchronous (for the CLI's ``edgebook prebuild``); builds ``PREBUILD_SOURCE`` in a
+    temporary data dir, so no data dir is touched. Raises ``PrebuildError`` on failure.
+    """
+    results = []
+    with tempfile.TemporaryDirectory(prefix="edgebook-prebuild-") as tmp:
+        builder = Builder(tmp, sdk_dir=sdk_dir, target_dir=target_dir, cargo=cargo,
+                          rustc=rustc, time_limit=time_limit)
+        for profile in profiles:
+            request = BuildRequest("prebuild", PREBUILD_SOURCE, profile=profile)
+            result = asyncio.run(builder.build(request, on_progress))
+            results.append(result)
+            if not result.ok:
+                raise PrebuildError(
+                    f"prebuilding the SDK ({profile}) failed: {result.status}\n"
+                    + render_diagnostics(result.diagnostics, PREBUILD_SOURCE)
+                    + "\n" + result.log[-4000:])
+    return results
