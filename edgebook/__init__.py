@@ -6,3 +6,46 @@ try:
     __version__ = _version("edgebook")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
+
+# The notebook API. These modules import only the standard library at load time (pandas,
+# matplotlib and IPython are imported when first used), so the gateway process stays light.
+from .bench import bench, compare  # noqa: E402
+from .http import request  # noqa: E402
+from .session import connect  # noqa: E402
+
+
+def history(name: str | None = None):
+    """The last requests sent from this kernel (per endpoint) as a DataFrame."""
+    from . import session
+    current = session.peek()
+    if current is None:
+        from .history import History
+        return History().df()
+    return current.history.df(name)
+
+
+def replay(n: int = -1):
+    """Send request ``n`` of :func:`history` again (default: the last one)."""
+    from . import session
+    return session.current().history.replay(n)
+
+
+def curl(n: int = -1) -> str:
+    """Request ``n`` of :func:`history` as a curl command (default: the last one)."""
+    from . import session
+    return session.current().history.curl(n)
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext edgebook``: the ``%%rust_handler``, ``%edgebook`` and friends magics."""
+    from .magics import load_ipython_extension as load
+    load(ipython)
+
+
+def unload_ipython_extension(ipython):
+    from .magics import unload_ipython_extension as unload
+    unload(ipython)
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "edgebook.serverextension"}]
