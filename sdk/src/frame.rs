@@ -169,6 +169,9 @@ pub struct ServiceFailure {
 /// let decoded = Frame::decode(&bytes[4..]).unwrap();
 /// assert!(matches!(decoded, Frame::Ready(_)));
 /// ```
+// A request frame is much larger than a ready frame; frames are built and moved once each,
+// so boxing the large variants would only make matching on them clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     /// Worker -> gateway, first frame.

@@ -480,7 +480,7 @@ impl Storage {
         call_as(&self.pool_id, "storage.get", self.args(json!({"id": id})))
     }
 
-    /// All documents, or those matching the backend-specific `filter` (`storage.list`).
+    /// All documents, or those whose id starts with `filter` (`storage.list`).
     ///
     /// # Errors
     ///
