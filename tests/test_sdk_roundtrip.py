@@ -36,7 +36,7 @@ def examples() -> dict[str, str]:
         target = message.get("target", {})
         if message.get("reason") == "compiler-artifact" and "example" in target.get("kind", []):
             paths[target["name"]] = message["executable"]
-    assert {"hello", "echo", "chatty", "panicky"} <= paths.keys(), paths
+    assert {"hello", "echo", "chatty", "panicky", "manual"} <= paths.keys(), paths
     return paths
 
 
@@ -238,3 +238,20 @@ def test_a_truncated_frame_exits_2(examples):
     status, stderr = run(scenario())
     assert status == 2
     assert "truncated" in stderr
+
+
+def test_a_hand_written_loop_with_read_request_and_send_response(examples):
+    async def scenario():
+        async with Worker(examples["manual"]) as worker:
+            ready = await worker.read()
+            await worker.send(request("m-1", "/a"), request("m-2", "/b"))
+            responses = [await worker.read(), await worker.read()]
+            status, stderr = await worker.close()
+            return ready, responses, status, stderr
+
+    ready, responses, status, stderr = run(scenario())
+    assert ready["type"] == "ready"
+    assert [(r["request_id"], json.loads(r["body"])) for r in responses] == [
+        ("m-1", {"path": "/a", "served": 1}), ("m-2", {"path": "/b", "served": 2})]
+    assert "manual loop: request 2" in stderr
+    assert status == 0
