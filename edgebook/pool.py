@@ -5,8 +5,9 @@ that has fewer than ``max_inflight_per_worker`` requests in flight; when all are
 waits in a bounded FIFO of futures, and a freed slot goes straight to the oldest waiter.
 
 Restarts: a worker that dies is replaced after a capped exponential backoff. When
-``crash_loop_deaths`` workers die early (before answering anything, or within
-``early_death_window`` seconds of being ready) within ``crash_loop_window`` seconds, the
+``crash_loop_deaths`` workers die early (before their ready frame, or within
+``early_death_window`` seconds of it without having answered a request) within
+``crash_loop_window`` seconds, the
 pool is *crash looping*: requests are refused at once with 503 + Retry-After, nothing is
 spawned per request, and one worker is tried again after a growing delay.
 """
@@ -232,7 +233,7 @@ class WorkerPool:
         load = self._load
         for worker in self._live:
             n = load[worker]
-            if n < best_load:
+            if n < best_load and worker.state == "ready":
                 best, best_load = worker, n
                 if n == 0:
                     break
@@ -346,8 +347,8 @@ class WorkerPool:
         log.warning("%s: %s %s; stderr: %s", self.config.name, worker.label,
                     worker.exit_reason, " | ".join(list(worker.stderr_tail)[-3:]))
         now = time.monotonic()
-        early = worker.served == 0 or (
-            worker.ready_at is not None and now - worker.ready_at < self.policy.early_death_window)
+        early = worker.ready_at is None or (
+            worker.served == 0 and now - worker.ready_at < self.policy.early_death_window)
         self._record_death(now, early, worker.exit_reason)
 
     def _record_death(self, now: float, early: bool, reason: str | None) -> None:

@@ -82,7 +82,7 @@ class WorkerProcess:
         self._exited: asyncio.Future | None = None
         self._stderr_done: asyncio.Future | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
-        #: new -> starting -> ready -> (stopping) -> exited
+        #: new -> starting -> ready -> (stopping | dying) -> exited
         self.state = "new"
         self.pid: int | None = None
         self.returncode: int | None = None
@@ -176,6 +176,8 @@ class WorkerProcess:
         """Kill the process group now; pending requests fail with ``failure`` (or a 502)."""
         if self.exit_reason is None:
             self.exit_reason = reason
+        if self.state != "exited":
+            self.state = "dying"  # takes no more requests from this moment
         if self._failure is None:
             self._failure = failure or GatewayError(
                 502, "worker_killed", "the endpoint's worker was restarted before answering",
@@ -267,8 +269,8 @@ class WorkerProcess:
                              known_types=WORKER_FRAME_TYPES)
         try:
             first = await reader.read()
-            if first is None:
-                self._protocol_failure("exited before sending its ready frame", start=True)
+            if first is None:  # the exit status says why
+                asyncio.get_running_loop().call_later(EXIT_WAIT, self._kill_if_running)
                 return
             problem = self._check_ready(first)
             if problem:
@@ -383,6 +385,8 @@ class WorkerProcess:
         status = (f"signal {-returncode}" if returncode < 0 else f"status {returncode}")
         if self.exit_reason is None:
             self.exit_reason = f"exited with {status}"
+            if self.ready_at is None:
+                self.exit_reason += " before sending its ready frame"
         if self._failure is None:
             tail = " | ".join(list(self.stderr_tail)[-3:])
             self._failure = GatewayError(
