@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from .objects import ObjectConnector
     from .sql import SQLConnector
 
-FLAVOURS = ("database", "object", "file")
+#: ``storage_type`` values (the SDK's ``StorageType``) and the flavour each one names.
+FLAVOURS = {"database": "database", "objectstorage": "object", "filestorage": "file"}
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 DOCUMENT_ID = re.compile(r"^[A-Za-z0-9_@:+=,~-][A-Za-z0-9._@:+=,~-]{0,199}$")
@@ -36,11 +37,11 @@ LIST_CONCURRENCY = 8
 
 
 def flavour_of(args: dict) -> str:
-    flavour = arguments.text(args, "flavour", default="database")
-    if flavour not in FLAVOURS:
-        raise arguments.bad_request(f"unknown storage flavour '{flavour}'; use one of "
+    storage_type = arguments.text(args, "storage_type", default="database")
+    if storage_type not in FLAVOURS:
+        raise arguments.bad_request(f"unknown storage_type '{storage_type}'; use one of "
                                     + ", ".join(FLAVOURS))
-    return flavour
+    return FLAVOURS[storage_type]
 
 
 def document_id(args: dict, *, strict: bool) -> str:
@@ -72,12 +73,14 @@ def document_filter(args: dict) -> dict[str, Any] | None:
 
 
 def matches(document: Any, wanted: dict[str, Any] | None) -> bool:
+    """Whether every wanted top-level field holds an equal JSON value (1 is not true)."""
     if not wanted:
         return True
     if not isinstance(document, dict):
         return False
     return all(field in document and document[field] == value
-               and type(document[field]) is type(value) for field, value in wanted.items())
+               and isinstance(document[field], bool) == isinstance(value, bool)
+               for field, value in wanted.items())
 
 
 class SQLDocuments:
@@ -94,10 +97,10 @@ class SQLDocuments:
             raise arguments.bad_request(
                 f"service '{self.connector.name}' is a {self.connector.kind} database; "
                 f"{flavour} storage needs an object store (s3 or files)")
-        table = arguments.text(args, "table", default="documents")
+        table = arguments.text(args, "table_name", default="documents")
         if not IDENTIFIER.match(table):
             raise arguments.bad_request(
-                "argument 'table' must be a plain SQL name (letters, digits, underscore)")
+                "argument 'table_name' must be a plain SQL name (letters, digits, underscore)")
         dialect = self.connector.dialect
         quoted = f'"{table}"'
         await self._ensure_table(ctx, table, quoted)
@@ -107,8 +110,8 @@ class SQLDocuments:
             result = await self.connector.statement(
                 ctx, f"SELECT data FROM {quoted} WHERE id = {p(1)}", [doc_id])
             if not result.rows:
-                return {"document": None}
-            return {"document": dialect.decode_document(result.rows[0]["data"])}
+                return None
+            return dialect.decode_document(result.rows[0]["data"])
         if op == "storage.list":
             wanted = document_filter(args)
             sql, params = f"SELECT data FROM {quoted}", []
@@ -121,13 +124,12 @@ class SQLDocuments:
                 sql += " WHERE " + " AND ".join(clauses)
             result = await self.connector.statement(ctx, sql + " ORDER BY created_at, id",
                                                     params)
-            return {"documents": [dialect.decode_document(row["data"])
-                                  for row in result.rows]}
+            return [dialect.decode_document(row["data"]) for row in result.rows]
         if op == "storage.delete":
             doc_id = document_id(args, strict=False)
             result = await self.connector.statement(
                 ctx, f"DELETE FROM {quoted} WHERE id = {p(1)}", [doc_id])
-            return {"deleted": result.rows_affected > 0}
+            return result.rows_affected > 0
         doc_id = document_id(args, strict=False)
         data = json.dumps(arguments.present(args, "data"), separators=(",", ":"),
                           ensure_ascii=False)
@@ -174,14 +176,14 @@ class BlobDocuments:
                 "database storage needs a sqlite or postgres service")
         base = self._base(args)
         if op == "storage.list":
-            return {"documents": await self._list(base, document_filter(args))}
+            return await self._list(base, document_filter(args))
         doc_id = document_id(args, strict=True)
         key = f"{base}/{doc_id}.json" if base else f"{doc_id}.json"
         if op == "storage.get":
             found = await self.store.get_blob(key)
-            return {"document": None if found is None else self._decode(key, found[0])}
+            return None if found is None else self._decode(key, found[0])
         if op == "storage.delete":
-            return {"deleted": await self.store.delete_blob(key)}
+            return await self.store.delete_blob(key)
         data = arguments.present(args, "data")
         exists = await self.store.blob_exists(key)
         if op == "storage.create" and exists:
@@ -194,13 +196,13 @@ class BlobDocuments:
 
     @staticmethod
     def _base(args: dict) -> str:
-        base = arguments.text(args, "base", default="", allow_empty=True).strip("/")
+        base = arguments.text(args, "base_path", default="", allow_empty=True).strip("/")
         if not base:
             return ""
         for segment in base.split("/"):
             if not BASE_SEGMENT.match(segment):
                 raise arguments.bad_request(
-                    f"argument 'base' has an invalid segment '{segment}' (no empty, '.' or "
+                    f"argument 'base_path' has an invalid segment '{segment}' (no empty, '.' or "
                     "'..' segments, no special characters)")
         return base
 

@@ -115,13 +115,20 @@ class FilesConnector(ObjectConnector):
                     path = Path(folder, name)
                     key = path.relative_to(base).as_posix()
                     if key.startswith(prefix) and not name.startswith(".tmp-"):
-                        stat = path.stat()
-                        modified = datetime.datetime.fromtimestamp(stat.st_mtime,
-                                                                   datetime.timezone.utc)
-                        found.append({"key": key, "size": stat.st_size,
-                                      "last_modified": modified.isoformat()})
-            found.sort(key=lambda item: item["key"])
-            return found[:limit]
+                        found.append((key, path))
+            found.sort()
+            return [describe(key, path) for key, path in found[:limit]]
+
+        def describe(key: str, path: Path) -> dict:
+            stat = path.stat()
+            try:
+                meta = json.loads(self._path("meta", key + ".json").read_text())
+                content_type = meta["content_type"]
+            except (OSError, ValueError, KeyError, TypeError):
+                content_type = DEFAULT_CONTENT_TYPE
+            modified = datetime.datetime.fromtimestamp(stat.st_mtime, datetime.timezone.utc)
+            return {"key": key, "size": stat.st_size, "content_type": content_type,
+                    "last_modified": modified.isoformat()}
 
         return await self._io(walk)
 

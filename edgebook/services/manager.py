@@ -207,7 +207,8 @@ class ServiceManager:
                                           f"within {timeout:g} s") from None
         if op == "db.begin":
             self._transactions.setdefault(ctx.request_id, set()).add(name)
-        elif op in ("db.commit", "db.rollback"):
+        elif op in ("db.commit", "db.rollback") \
+                and not connector.has_transactions(ctx.request_id):
             self._forget_transaction(ctx.request_id, name)
         return result
 

@@ -63,7 +63,8 @@ class ObjectConnector(Connector):
     @abc.abstractmethod
     async def list_blobs(self, prefix: str, limit: int = MAX_LIST_LIMIT) -> list[dict]:
         """Objects whose key starts with ``prefix``, by key: ``{"key", "size",
-        "last_modified"}`` (ISO 8601)."""
+        "content_type", "last_modified"}`` (content type null when the store does not say
+        without a further request; ``last_modified`` ISO 8601)."""
 
     # operations --------------------------------------------------------------------------
     async def call(self, op: str, args: dict[str, Any], ctx: CallContext) -> Any:
@@ -74,7 +75,7 @@ class ObjectConnector(Connector):
                                     max_length=MAX_KEY_LENGTH)
             limit = arguments.integer(args, "limit", default=DEFAULT_LIST_LIMIT, minimum=1,
                                       maximum=MAX_LIST_LIMIT)
-            return {"objects": await self.list_blobs(prefix, limit)}
+            return await self.list_blobs(prefix, limit)
         key = object_key(args)
         if op == "objects.get":
             found = await self.get_blob(key)
@@ -90,4 +91,4 @@ class ObjectConnector(Connector):
             await self.put_blob(key, data, content_type)
             return {"key": key, "size": len(data)}
         # objects.delete
-        return {"deleted": await self.delete_blob(key)}
+        return await self.delete_blob(key)

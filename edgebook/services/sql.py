@@ -1,9 +1,10 @@
 """What SQL connectors share: the ``db.*`` operations, parameters and request transactions.
 
-A transaction belongs to one request of one endpoint: ``db.begin`` takes a connection out of
-the pool and pins it to the request id; the request's later SQL calls run on it until
-``db.commit`` or ``db.rollback`` gives it back. When the request ends with the transaction
-still open, ``release(request_id)`` rolls it back; a transaction left open longer than
+``db.begin`` takes a connection out of the pool, opens a transaction on it and answers
+``{"tx": id}``; calls that pass that ``tx`` run on the pinned connection until ``db.commit``
+or ``db.rollback`` gives it back. A transaction belongs to the request (endpoint and request
+id) that began it: other requests cannot use it, and when the request ends with it still
+open, ``release(request_id)`` rolls it back. One left open longer than
 ``Settings.transaction_timeout`` is rolled back too, so a lost request cannot hold a
 connection forever.
 """
@@ -16,7 +17,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator
+import secrets
 from typing import Any
 
 from . import arguments
@@ -41,9 +42,10 @@ class SQLResult:
 
 @dataclasses.dataclass
 class _Pin:
-    """An open transaction: the connection a request holds and its expiry timer."""
+    """An open transaction: who owns it, the connection it holds, its expiry timer."""
 
     endpoint: str
+    request_id: str
     conn: Any
     timer: asyncio.TimerHandle | None = None
 
@@ -68,6 +70,7 @@ class SQLConnector(Connector):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._pinned: dict[str, _Pin] = {}
+        self._expiring: set[asyncio.Task] = set()
         self.documents = SQLDocuments(self)
 
     # what a dialect supplies -------------------------------------------------------------
@@ -90,75 +93,85 @@ class SQLConnector(Connector):
         if op == "db.query" or op == "db.execute":
             sql = arguments.text(args, "sql", max_length=MAX_SQL_LENGTH)
             params = arguments.json_list(args, "params")
-            result = await self.statement(ctx, sql, params)
+            tx = arguments.text(args, "tx", default=None)
+            if tx is None:
+                result = await self.statement(ctx, sql, params)
+            else:
+                result = await self.run(self._pin(ctx, tx).conn, sql, params)
             if op == "db.execute":
                 return {"rows_affected": result.rows_affected}
             return {"rows": result.rows, "rows_affected": result.rows_affected}
         if op == "db.begin":
-            await self.begin(ctx)
-        elif op == "db.commit":
-            await self.finish(ctx, "COMMIT")
-        elif op == "db.rollback":
-            await self.finish(ctx, "ROLLBACK")
+            return {"tx": await self.begin(ctx)}
+        tx = arguments.text(args, "tx", default=None)
+        await self.finish(ctx, tx, "COMMIT" if op == "db.commit" else "ROLLBACK")
         return {}
 
     async def statement(self, ctx: CallContext, sql: str, params: list) -> SQLResult:
-        async with self.connection(ctx) as conn:
-            return await self.run(conn, sql, params)
-
-    @contextlib.asynccontextmanager
-    async def connection(self, ctx: CallContext) -> AsyncIterator[Any]:
-        """The request's pinned connection if it has a transaction open, else a pooled one."""
-        pin = self._pinned.get(ctx.request_id)
-        if pin is not None and pin.endpoint == ctx.endpoint:
-            yield pin.conn
-            return
+        """Run one statement on a pooled connection."""
         conn = await self.acquire()
         try:
-            yield conn
+            return await self.run(conn, sql, params)
         finally:
             await self.give_back(conn)
 
     # transactions ------------------------------------------------------------------------
-    def in_transaction(self, request_id: str) -> bool:
-        return request_id in self._pinned
+    def has_transactions(self, request_id: str) -> bool:
+        return any(pin.request_id == request_id for pin in self._pinned.values())
 
-    async def begin(self, ctx: CallContext) -> None:
-        if ctx.request_id in self._pinned:
-            raise arguments.bad_request("a transaction is already open in this request")
+    def _pin(self, ctx: CallContext, tx: str) -> _Pin:
+        pin = self._pinned.get(tx)
+        if pin is None or pin.endpoint != ctx.endpoint or pin.request_id != ctx.request_id:
+            raise arguments.bad_request(
+                f"transaction '{tx}' is not open in this request (it was committed, rolled "
+                "back, timed out, or belongs to another request)")
+        return pin
+
+    async def begin(self, ctx: CallContext) -> str:
         conn = await self.acquire()
         try:
             await self.run(conn, self.begin_sql, [])
         except BaseException:
             await self.give_back(conn)
             raise
-        pin = _Pin(ctx.endpoint, conn)
-        self._pinned[ctx.request_id] = pin
+        tx = secrets.token_hex(8)
+        pin = self._pinned[tx] = _Pin(ctx.endpoint, ctx.request_id, conn)
         loop = asyncio.get_running_loop()
-        pin.timer = loop.call_later(self.settings.transaction_timeout,
-                                    self._expire, ctx.request_id)
+        pin.timer = loop.call_later(self.settings.transaction_timeout, self._expire, tx)
+        return tx
 
-    async def finish(self, ctx: CallContext, statement: str) -> None:
-        pin = self._pinned.get(ctx.request_id)
-        if pin is None or pin.endpoint != ctx.endpoint:
-            raise arguments.bad_request(
-                f"no transaction is open in this request ({statement.lower()} without begin)")
-        del self._pinned[ctx.request_id]
+    async def finish(self, ctx: CallContext, tx: str | None, statement: str) -> None:
+        if tx is None:
+            # Without an id, the request's only open transaction is meant.
+            mine = [key for key, pin in self._pinned.items()
+                    if pin.endpoint == ctx.endpoint and pin.request_id == ctx.request_id]
+            if len(mine) != 1:
+                raise arguments.bad_request(
+                    f"{statement.lower()} needs the 'tx' of the transaction to finish"
+                    if mine else f"no transaction is open in this request "
+                                 f"({statement.lower()} without begin)")
+            tx = mine[0]
+        pin = self._pin(ctx, tx)
+        del self._pinned[tx]
         await self._end(pin, statement)
 
     async def release(self, request_id: str) -> None:
-        pin = self._pinned.pop(request_id, None)
-        if pin is not None:
-            log.info("rolling back the open transaction of request %s on '%s'",
-                     request_id, self.name)
+        for tx in [key for key, pin in self._pinned.items() if pin.request_id == request_id]:
+            pin = self._pinned.pop(tx)
+            log.info("rolling back transaction %s of request %s on '%s' (not committed)",
+                     tx, request_id, self.name)
             await self._end(pin, "ROLLBACK")
 
-    def _expire(self, request_id: str) -> None:
-        if request_id in self._pinned:
-            log.warning("transaction of request %s on '%s' open for more than %ss; rolling "
-                        "back", request_id, self.name, self.settings.transaction_timeout)
-            self._pinned[request_id].timer = None
-            asyncio.ensure_future(self.release(request_id))
+    def _expire(self, tx: str) -> None:
+        pin = self._pinned.pop(tx, None)
+        if pin is not None:
+            log.warning("transaction %s of request %s on '%s' open for more than %g s; "
+                        "rolling back", tx, pin.request_id, self.name,
+                        self.settings.transaction_timeout)
+            pin.timer = None
+            task = asyncio.ensure_future(self._end(pin, "ROLLBACK"))
+            self._expiring.add(task)
+            task.add_done_callback(self._expiring.discard)
 
     async def _end(self, pin: _Pin, statement: str) -> None:
         if pin.timer is not None:
@@ -181,6 +194,6 @@ class SQLConnector(Connector):
         await self.give_back(conn)
 
     async def close(self) -> None:
-        for request_id in list(self._pinned):
+        for pin in list(self._pinned.values()):
             with contextlib.suppress(ServiceError):
-                await self.release(request_id)
+                await self.release(pin.request_id)
