@@ -139,14 +139,14 @@ class SQLDocuments:
                      f"ON CONFLICT (id) DO NOTHING", [doc_id, data])
             if result.rows_affected == 0:
                 raise ServiceError("storage", f"document '{doc_id}' already exists in '{table}'")
-            return {}
+            return None
         # storage.update
         result = await self.connector.statement(
             ctx, f"UPDATE {quoted} SET data = {p(1)}, updated_at = {dialect.now} "
                  f"WHERE id = {p(2)}", [data, doc_id])
         if result.rows_affected == 0:
             raise ServiceError("storage", f"document '{doc_id}' does not exist in '{table}'")
-        return {}
+        return None
 
     async def _ensure_table(self, ctx: CallContext, table: str, quoted: str) -> None:
         if table in self._tables:
@@ -192,7 +192,7 @@ class BlobDocuments:
             raise ServiceError("storage", f"document '{doc_id}' does not exist in '{base}'")
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
         await self.store.put_blob(key, body, "application/json")
-        return {}
+        return None
 
     @staticmethod
     def _base(args: dict) -> str:

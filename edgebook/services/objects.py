@@ -89,6 +89,6 @@ class ObjectConnector(Connector):
             content_type = arguments.text(args, "content_type", default=DEFAULT_CONTENT_TYPE,
                                           max_length=255)
             await self.put_blob(key, data, content_type)
-            return {"key": key, "size": len(data)}
+            return None
         # objects.delete
         return await self.delete_blob(key)

@@ -119,12 +119,12 @@ class RedisConnector(Connector):
             value = arguments.string_or_json(args, "value")
             seconds = arguments.integer(args, "seconds", default=None, minimum=1)
             await client.set(key, value, ex=seconds)
-            return {}
+            return None
         if op == "redis.setex":
             value = arguments.string_or_json(args, "value")
             seconds = arguments.integer(args, "seconds", minimum=1)
             await client.setex(key, seconds, value)
-            return {}
+            return None
         if op == "redis.del":
             return await client.delete(key) > 0
         if op == "redis.incr":
@@ -139,8 +139,8 @@ class RedisConnector(Connector):
             return await client.hget(key, arguments.text(args, "field", allow_empty=True))
         if op == "redis.hset":
             field = arguments.text(args, "field", allow_empty=True)
-            added = await client.hset(key, field, arguments.string_or_json(args, "value"))
-            return {"added": added}
+            await client.hset(key, field, arguments.string_or_json(args, "value"))
+            return None
         # redis.hgetall
         return await client.hgetall(key)
 

@@ -105,7 +105,7 @@ class SQLConnector(Connector):
             return {"tx": await self.begin(ctx)}
         tx = arguments.text(args, "tx", default=None)
         await self.finish(ctx, tx, "COMMIT" if op == "db.commit" else "ROLLBACK")
-        return {}
+        return None
 
     async def statement(self, ctx: CallContext, sql: str, params: list) -> SQLResult:
         """Run one statement on a pooled connection."""
