@@ -131,8 +131,9 @@ class DataPlaneHandler(web.RequestHandler):
             return
         self.set_header("X-Request-Id", self.request_id)
         if status == 204 or status == 304:
-            body = b""
-        self.finish(body)
+            self.finish()  # no body allowed; whatever the worker sent is dropped
+        else:
+            self.finish(body)
 
     def send_gateway_error(self, error: GatewayError) -> None:
         """Answer with the one JSON error shape; log the detail on the gateway's side."""
