@@ -665,6 +665,8 @@ def _package_of(message: dict) -> str:
 
 def _is_summary(rustc: dict) -> bool:
     """rustc's closing lines ("aborting due to ...", "N warnings emitted"), not diagnostics."""
+    if rustc.get("level") == "failure-note":
+        return True
     if rustc.get("spans"):
         return False
     text = rustc.get("message", "")

@@ -220,7 +220,7 @@ def analyse(source: str, deps: tuple[str, ...] | list[str] = ()) -> HandlerSourc
             help="define `fn handle(req: Request) -> Response` (or returning "
                  "`Result<Response, HandlerError>`, or `async fn handle`), or write a whole "
                  "program ending in `handler_loop!(handle);`")
-    fn_at = code.rfind("fn", match.start(), match.end())
+    fn_at = match.start()  # the declaration, `pub`/`async` included
     line = code.count("\n", 0, fn_at) + 1
     column = fn_at - (code.rfind("\n", 0, fn_at) + 1) + 1
     return HandlerSource(source, "handle", is_async=bool(match.group(1)), handle_line=line,
