@@ -31,7 +31,7 @@ import {
   stateTone,
   toView
 } from './model';
-import { IEndpointList, IGatewayEvent } from './tokens';
+import { IEndpoint, IEndpointList, IGatewayEvent, IMetricsSnapshot } from './tokens';
 
 /** What the list asks its host to do (open views, jump to cells, fill the builder). */
 export interface IEndpointActions {
@@ -172,6 +172,25 @@ class EndpointRow {
   }
 }
 
+/**
+ * Fills in `metrics` from `/metrics` when the listing does not carry it (the gateway's own
+ * admin API lists endpoints without metrics; the server extension includes them).
+ */
+async function addMetrics(endpoint: IEndpoint): Promise<void> {
+  if (endpoint.metrics !== undefined) {
+    return;
+  }
+  if (!endpoint.runtime && endpoint.state !== 'running') {
+    endpoint.metrics = null;
+    return;
+  }
+  try {
+    endpoint.metrics = await requestAPI<IMetricsSnapshot>(endpointPath(endpoint.name, 'metrics'));
+  } catch {
+    endpoint.metrics = null;
+  }
+}
+
 function basename(path: string): string {
   return path.split('/').pop() || path;
 }
@@ -253,9 +272,11 @@ export class EndpointList extends Widget {
   private async _refresh(): Promise<void> {
     try {
       const data = await requestAPI<IEndpointList>('endpoints');
+      const endpoints = data?.endpoints ?? [];
+      await Promise.all(endpoints.map(addMetrics));
       this._failures = 0;
       this._banner.hidden = true;
-      this.apply((data?.endpoints ?? []).map(toView));
+      this.apply(endpoints.map(toView));
       setText(this._status, this._live ? 'live' : 'polling');
     } catch (error) {
       this._failures += 1;

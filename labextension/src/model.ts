@@ -116,9 +116,16 @@ export function errorRate(requests: number, errors: number): number | null {
 /** The view of one endpoint, tolerant of fields either side has not sent yet. */
 export function toView(endpoint: IEndpoint): IEndpointView {
   const metrics = summarizeMetrics(endpoint.metrics);
-  const options = endpoint.options ?? {};
+  const options = (endpoint.options ?? {}) as Record<string, unknown>;
+  const runtime = endpoint.runtime ?? null;
   const workers =
-    numberOrNull(endpoint.workers) ?? numberOrNull((options as Record<string, unknown>).workers);
+    numberOrNull(endpoint.workers) ??
+    (runtime && Array.isArray(runtime.workers) && runtime.state === 'running'
+      ? runtime.workers.length
+      : null) ??
+    numberOrNull(runtime?.workers_wanted) ??
+    numberOrNull(options.workers);
+  const failed = stateTone(endpoint.state) === 'error';
   return {
     name: endpoint.name,
     method: (endpoint.method || 'GET').toUpperCase(),
@@ -127,14 +134,18 @@ export function toView(endpoint: IEndpoint): IEndpointView {
     state: endpoint.state || 'created',
     desired: endpoint.desired ?? null,
     reason: endpoint.reason ?? null,
-    revision: numberOrNull(endpoint.revision) ?? numberOrNull(endpoint.live_revision),
+    revision:
+      numberOrNull(endpoint.revision) ??
+      numberOrNull(endpoint.live_revision) ??
+      numberOrNull(runtime?.revision),
     workers,
     requests: metrics.requests,
     errors: metrics.errors,
     errorRate: errorRate(metrics.requests, metrics.errors),
     p50: metrics.p50,
     p99: metrics.p99,
-    lastError: endpoint.last_error ?? null,
+    lastError:
+      endpoint.last_error ?? runtime?.deploy_error ?? (failed ? endpoint.reason ?? null : null),
     url: endpoint.url ?? null,
     origin: endpoint.origin ?? null
   };
@@ -251,8 +262,8 @@ export function logLineText(line: ILogLine | string): string {
   if (typeof line === 'string') {
     return line;
   }
-  const stream = line.stream && line.stream !== 'stderr' ? `[${line.stream}] ` : '';
-  return `${stream}${line.text ?? ''}`;
+  const source = line.source && line.source !== 'stderr' ? `[${line.source}] ` : '';
+  return `${source}${line.text ?? ''}`;
 }
 
 /** A readable message from an error body, falling back to the HTTP status. */

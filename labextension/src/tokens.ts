@@ -50,6 +50,11 @@ export interface IEndpointMetrics {
 
 /** `GET /edgebook/api/endpoints/{name}/metrics` (the gateway's `EndpointMetrics.snapshot`). */
 export interface IMetricsSnapshot {
+  name?: string;
+  state?: string;
+  revision?: number | null;
+  inflight?: number;
+  queue_depth?: number;
   requests: number;
   responses: Record<string, number>;
   errors: Record<string, number>;
@@ -71,7 +76,36 @@ export interface ILastBuild {
   content_hash?: string;
 }
 
-/** One endpoint as `GET /edgebook/api/endpoints` lists it. */
+/** One worker of the live revision (`runtime.workers`). */
+export interface IWorker {
+  pid: number;
+  state: string;
+  inflight: number;
+  served: number;
+  revision: number | null;
+}
+
+/** What the supervisor knows about a deployed endpoint (the gateway's `runtime`). */
+export interface IRuntime {
+  name: string;
+  state: string;
+  reason: string | null;
+  revision: number | null;
+  route: { method: string; path: string; domain: string | null };
+  workers: IWorker[];
+  workers_wanted: number;
+  spawned: number;
+  deploy_error: string | null;
+  stderr_tail: string[];
+}
+
+/**
+ * One endpoint as `GET /edgebook/api/endpoints` lists it.
+ *
+ * The server extension adds the summary fields (`revision`, `workers`, `metrics`,
+ * `last_error`); the gateway's own admin API sends the record fields plus `runtime` and
+ * `last_build`. Both are read, so the panel works against either.
+ */
 export interface IEndpoint {
   name: string;
   method: string;
@@ -79,12 +113,12 @@ export interface IEndpoint {
   domain: string | null;
   state: EndpointState | string;
   reason: string | null;
-  revision: number | null;
-  workers: number | null;
+  revision?: number | null;
+  workers?: number | null;
   options: Record<string, unknown>;
   origin: IOrigin | null;
-  metrics: IEndpointMetrics | IMetricsSnapshot | null;
-  last_error: string | null;
+  metrics?: IEndpointMetrics | IMetricsSnapshot | null;
+  last_error?: string | null;
   /** Fields the gateway's own view adds; optional so either side may omit them. */
   url?: string;
   desired?: 'running' | 'stopped' | string;
@@ -92,6 +126,9 @@ export interface IEndpoint {
   stderr_tail?: string | null;
   services?: string[];
   last_build?: ILastBuild | null;
+  runtime?: IRuntime | null;
+  deps?: string[];
+  created?: number;
   updated?: number;
 }
 
@@ -100,13 +137,12 @@ export interface IEndpointList {
   endpoints: IEndpoint[];
 }
 
-/** One log line: the gateway sends objects; plain strings are accepted too. */
+/** One log line: `source` is `stderr` (the handler's) or `gateway` (notes about workers). */
 export interface ILogLine {
   text: string;
   seq?: number;
   time?: number;
-  stream?: string;
-  level?: string;
+  source?: string;
 }
 
 /** `GET /edgebook/api/endpoints/{name}/logs?tail=N` */

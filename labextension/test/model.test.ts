@@ -111,6 +111,53 @@ describe('toView', () => {
   });
 });
 
+describe('toView with the gateway admin API shape', () => {
+  it('reads revision, workers and the deploy error from runtime', () => {
+    const raw = {
+      name: 'hello',
+      method: 'GET',
+      path: '/hello',
+      domain: null,
+      deps: [],
+      options: { workers: 3 },
+      origin: null,
+      desired: 'running',
+      state: 'running',
+      reason: null,
+      stderr_tail: null,
+      live_revision: null,
+      url: 'http://127.0.0.1:8080/hello',
+      runtime: {
+        name: 'hello',
+        state: 'running',
+        reason: null,
+        revision: 4,
+        route: { method: 'GET', path: '/hello', domain: null },
+        workers: [
+          { pid: 1, state: 'ready', inflight: 0, served: 1, revision: 4 },
+          { pid: 2, state: 'ready', inflight: 0, served: 0, revision: 4 }
+        ],
+        workers_wanted: 3,
+        spawned: 2,
+        deploy_error: null,
+        stderr_tail: []
+      }
+    } as IEndpoint;
+    const v = toView(raw);
+    expect(v.revision).toBe(4);
+    expect(v.workers).toBe(2);
+    expect(v.url).toBe('http://127.0.0.1:8080/hello');
+    expect(v.lastError).toBeNull();
+    expect(v.requests).toBe(0);
+  });
+
+  it('shows the reason of a failed endpoint as its last error', () => {
+    const v = toView({ ...endpoint(), state: 'deploy_failed', reason: 'worker exited', last_error: undefined });
+    expect(v.lastError).toBe('worker exited');
+    expect(toView({ ...endpoint(), state: 'stopped', reason: 'stopped by user', last_error: undefined }).lastError).toBeNull();
+  });
+});
+
 describe('errorRate', () => {
   it('is null before the first request and clamped to [0, 1]', () => {
     expect(errorRate(0, 0)).toBeNull();
@@ -200,8 +247,10 @@ describe('formatting', () => {
 
   it('reads log lines as objects or strings', () => {
     expect(logLineText('plain')).toBe('plain');
-    expect(logLineText({ text: 'from stderr', stream: 'stderr' })).toBe('from stderr');
-    expect(logLineText({ text: 'started', stream: 'gateway' })).toBe('[gateway] started');
+    expect(logLineText({ text: 'from stderr', source: 'stderr' })).toBe('from stderr');
+    expect(logLineText({ seq: 3, time: 1, source: 'gateway', text: 'revision 2 is serving' })).toBe(
+      '[gateway] revision 2 is serving'
+    );
   });
 
   it('turns error bodies into messages', () => {
