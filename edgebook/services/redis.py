@@ -123,7 +123,7 @@ class RedisConnector(Connector):
         if op == "redis.setex":
             value = arguments.string_or_json(args, "value")
             seconds = arguments.integer(args, "seconds", minimum=1)
-            await client.setex(key, seconds, value)
+            await client.set(key, value, ex=seconds)
             return None
         if op == "redis.del":
             return await client.delete(key) > 0
