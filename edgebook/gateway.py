@@ -163,8 +163,8 @@ class _InflightTracker(HTTPServerConnectionDelegate):
         self._idle.set()
 
     def start_request(self, server_conn, request_conn) -> HTTPMessageDelegate:
-        self.inflight += 1
-        self._idle.clear()
+        # Tornado calls this as soon as a connection may carry a request (for keep-alive,
+        # before the next request arrives); the request counts from its headers on.
         delegate = _CountingDelegate(self, self.app.start_request(server_conn, request_conn))
         # A request is over when its response is finished (handlers may be asynchronous,
         # so the delegate's own finish() comes too early) or when its connection closes.
@@ -181,6 +181,10 @@ class _InflightTracker(HTTPServerConnectionDelegate):
 
     def on_close(self, server_conn) -> None:
         self.app.on_close(server_conn)
+
+    def _begin(self) -> None:
+        self.inflight += 1
+        self._idle.clear()
 
     def _done(self) -> None:
         self.inflight -= 1
@@ -199,7 +203,7 @@ class _CountingDelegate(HTTPMessageDelegate):
     def __init__(self, tracker: _InflightTracker, inner: HTTPMessageDelegate):
         self._tracker = tracker
         self._inner = inner
-        self._counted = True
+        self._counted = False
 
     def release(self) -> None:
         if self._counted:
@@ -207,6 +211,9 @@ class _CountingDelegate(HTTPMessageDelegate):
             self._tracker._done()
 
     def headers_received(self, start_line, headers):
+        if not self._counted:
+            self._counted = True
+            self._tracker._begin()
         return self._inner.headers_received(start_line, headers)
 
     def data_received(self, chunk):
@@ -252,7 +259,8 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, registry: Registry | None = None,
                  builder: Any = None, supervisor_factory: Callable[..., Any] | None = None,
-                 role: str = "primary"):
+                 service_handler: Callable[..., Any] | None = None,
+                 build_request: Callable[..., Any] | None = None, role: str = "primary"):
         if role not in ("primary", "follower"):
             raise ValueError(f"unknown gateway role {role!r}")
         self.config = config
@@ -262,6 +270,8 @@ class Gateway:
         self.registry = registry
         self.builder = builder
         self._supervisor_factory = supervisor_factory
+        self._service_handler = service_handler
+        self._build_request = build_request
         self.supervisor: Any = None
         self.started = 0.0
         self.url = ""
@@ -278,7 +288,7 @@ class Gateway:
 
     async def start(self, dataplane_sockets: Sequence[socket.socket] | None = None) -> None:
         """Open the registry, listen on the data plane, restore endpoints."""
-        from .dataplane import make_dataplane_app  # runtime engine modules
+        from .dataplane import make_dataplane_app, serve_dataplane  # runtime engine
         from .supervisor import Supervisor
 
         os.makedirs(self.config.data_dir, exist_ok=True)
@@ -289,14 +299,15 @@ class Gateway:
             from .build import Builder
             self.builder = Builder(self.config.data_dir)
         factory = self._supervisor_factory or Supervisor
-        self.supervisor = factory(service_handler=None, on_event=self._on_supervisor_event)
+        extra = {"service_handler": self._service_handler} if self._service_handler else {}
+        self.supervisor = factory(on_event=self._on_supervisor_event,
+                                  base_env=self.worker_env(), max_frame=self.config.max_frame,
+                                  **extra)
         app = make_dataplane_app(self.supervisor)
         self._tracker = _InflightTracker(app)
-        self._dataplane_server = HTTPServer(self._tracker, xheaders=False,
-                                            idle_connection_timeout=60)
         if dataplane_sockets is None:
             dataplane_sockets = bind_dataplane(self.config.host, self.config.port)
-        self._dataplane_server.add_sockets(dataplane_sockets)
+        self._dataplane_server = serve_dataplane(self._tracker, sockets=list(dataplane_sockets))
         port = dataplane_sockets[0].getsockname()[1]
         self.config.port = port
         self.url = self.config.public_url or f"http://{_url_host(self.config.host)}:{port}"
@@ -532,8 +543,6 @@ class Gateway:
         await self._build_and_deploy(name, spawn_release=False, profile="release")
 
     async def _run_build(self, record: EndpointRecord, profile: str) -> Any:
-        from .build import BuildRequest
-
         name = record.name
         self.events.publish("build", endpoint=name, phase="started", profile=profile)
         loop = asyncio.get_running_loop()
@@ -552,8 +561,11 @@ class Gateway:
                     lambda: self.events.publish("build", endpoint=name, phase="progress",
                                                 **event))
 
-        request = BuildRequest(name=name, source=record.source, deps=tuple(record.deps),
-                               profile=profile)
+        if self._build_request is None:
+            from .build import BuildRequest
+            self._build_request = BuildRequest
+        request = self._build_request(name=name, source=record.source, deps=tuple(record.deps),
+                                      profile=profile)
         started = time.monotonic()
         try:
             result = await self.builder.build(request, on_progress=on_progress)
@@ -576,12 +588,10 @@ class Gateway:
         try:
             await self.supervisor.deploy(self.endpoint_config(record),
                                          [_abs_binary(self.config.data_dir, revision.binary)],
-                                         revision.number)
+                                         str(revision.number))
         except DeployError as exc:
             reason = getattr(exc, "reason", str(exc))
-            tail = getattr(exc, "stderr_tail", None)
-            if isinstance(tail, (list, tuple)):
-                tail = "\n".join(str(t) for t in tail)
+            tail = "\n".join(str(t) for t in getattr(exc, "stderr_tail", None) or []) or None
             log.warning("deploy of %s revision %d failed: %s", name, revision.number, reason)
             keeps = (f"; revision {record.live_revision} keeps serving"
                      if record.live_revision and record.live_revision != revision.number
@@ -601,10 +611,13 @@ class Gateway:
             name=record.name, method=record.method, path=record.path, domain=record.domain,
             workers=int(options.get("workers", 1)), timeout=float(options.get("timeout", 30.0)),
             max_body=int(options.get("max_body", DEFAULT_OPTIONS["max_body"])),
-            env=self.worker_env())
+            drain_timeout=self.config.drain_timeout)
 
     def worker_env(self) -> dict[str, str]:
-        """The whole environment a worker gets: nothing from ours but PATH and LANG."""
+        """The whole environment a worker gets: nothing from ours but PATH and LANG.
+
+        No Jupyter tokens, cloud credentials or the admin token; the supervisor adds
+        EDGEBOOK_MAX_FRAME, EDGEBOOK_ENDPOINT and EDGEBOOK_REVISION."""
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
                "HOME": self._home or tempfile.gettempdir(),
                "LANG": os.environ.get("LANG", "C.UTF-8"),
@@ -721,7 +734,7 @@ class Gateway:
             return
         current = self._local_revision(name)
         running = self._local_running(name)
-        if current == record.live_revision and running:
+        if current == str(record.live_revision) and running:
             return
         revision = self.registry.get_revision(name, record.live_revision)
         if not _binary_exists(revision.binary):
@@ -730,18 +743,15 @@ class Gateway:
         try:
             await self.supervisor.deploy(self.endpoint_config(record),
                                          [_abs_binary(self.config.data_dir, revision.binary)],
-                                         revision.number)
+                                         str(revision.number))
         except DeployError as exc:
             log.warning("follower: deploy of %s failed: %s", name,
                         getattr(exc, "reason", exc))
 
     def _known_names(self) -> list[str]:
-        try:
-            return [getattr(e, "name", e) for e in self.supervisor.endpoints()]
-        except Exception:
-            return []
+        return list(self.supervisor.names())
 
-    def _local_revision(self, name: str) -> int | None:
+    def _local_revision(self, name: str) -> str | None:
         state = self._supervisor_state(name)
         if isinstance(state, dict):
             return state.get("revision")
@@ -749,7 +759,7 @@ class Gateway:
 
     def _local_running(self, name: str) -> bool:
         state = self._supervisor_state(name)
-        return isinstance(state, dict) and state.get("state") not in ("stopped", None)
+        return isinstance(state, dict) and state.get("state") in ("running", "crash_looping")
 
     async def _notify_followers(self) -> None:
         if self.followers is not None:
@@ -799,20 +809,25 @@ class Gateway:
         self.events.publish("state", endpoint=name, state=state, reason=reason,
                             stderr_tail=stderr_tail, revision=record.live_revision)
 
-    def _on_supervisor_event(self, *args: Any, **kwargs: Any) -> None:
-        """The supervisor reports state changes of its own (crash loops, recoveries)."""
-        event = _supervisor_event_fields(args, kwargs)
-        name = event.get("endpoint") or event.get("name")
+    def _on_supervisor_event(self, event: dict) -> None:
+        """The supervisor reports state changes of its own (crash loops, recoveries).
+
+        The registry follows the supervisor between ``running`` and ``crash_looping``; the
+        gateway's own deploy flow sets every other state. Every supervisor event is also
+        published on the bus as a ``runtime`` event.
+        """
+        name = event.get("endpoint")
         state = event.get("state")
-        if not name:
-            return
-        if state in ("crash_looping", "running") and self.role == "primary":
+        if self.role == "primary" and name and event.get("type") == "state" \
+                and state in ("crash_looping", "running"):
             record = self.registry.find_endpoint(name)
-            if record is not None and record.desired == "running" and record.state != state \
-                    and record.state in ("running", "crash_looping"):
-                self._set_state(name, state, event.get("reason"), event.get("stderr_tail"))
-                return
-        self.events.publish("worker", **{k: _jsonable(v) for k, v in event.items()})
+            if record is not None and record.desired == "running" \
+                    and record.state in ("running", "crash_looping") and record.state != state:
+                tail = self._supervisor_state(name) or {}
+                self._set_state(name, state, event.get("reason"),
+                                "\n".join(tail.get("stderr_tail") or []) or None)
+        fields = {k: _jsonable(v) for k, v in event.items() if k not in ("type", "time")}
+        self.events.publish("runtime", event=event.get("type"), **fields)
 
     async def _supervisor_stop(self, name: str) -> None:
         try:
@@ -955,15 +970,3 @@ def _progress_fields(args: tuple, kwargs: dict) -> dict[str, Any]:
         data = _jsonable(args[0])
         return data if isinstance(data, dict) else {"message": data}
     return {"message": " ".join(str(a) for a in args)}
-
-
-def _supervisor_event_fields(args: tuple, kwargs: dict) -> dict[str, Any]:
-    if kwargs:
-        return dict(kwargs)
-    if len(args) == 1:
-        data = _jsonable(args[0])
-        return data if isinstance(data, dict) else {"message": data}
-    if len(args) >= 2:
-        return {"endpoint": args[0], **(_jsonable(args[1]) if isinstance(
-            _jsonable(args[1]), dict) else {"event": _jsonable(args[1])})}
-    return {}
