@@ -48,4 +48,5 @@ def unload_ipython_extension(ipython):
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "edgebook.serverextension"}]
+    from .serverextension import EdgebookExtension
+    return [{"module": "edgebook.serverextension", "app": EdgebookExtension}]
