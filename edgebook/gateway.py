@@ -964,9 +964,18 @@ def _log_line(line: Any) -> dict:
 
 
 def _progress_fields(args: tuple, kwargs: dict) -> dict[str, Any]:
+    """A build service progress report as event fields: its ``phase`` becomes ``stage``
+    (the event's own ``phase`` is ``progress``) and its ``name`` is the event's endpoint."""
     if kwargs:
-        return {k: _jsonable(v) for k, v in kwargs.items()}
-    if len(args) == 1:
-        data = _jsonable(args[0])
-        return data if isinstance(data, dict) else {"message": data}
-    return {"message": " ".join(str(a) for a in args)}
+        data = dict(kwargs)
+    elif len(args) == 1 and isinstance(args[0], dict):
+        data = dict(args[0])
+    else:
+        data = {"message": " ".join(str(a) for a in args)}
+    data = {k: _jsonable(v) for k, v in data.items()}
+    if "phase" in data:
+        data["stage"] = data.pop("phase")
+    data.pop("name", None)
+    data.pop("endpoint", None)
+    data.pop("type", None)
+    return data

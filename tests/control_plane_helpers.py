@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from edgebook.admin import make_admin_app
+from edgebook.diagnostics import Diagnostic
 from edgebook.gateway import Gateway, GatewayConfig
 
 RESOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources")
@@ -44,7 +45,9 @@ class FakeResult:
     log: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["diagnostics"] = [d.to_dict() for d in self.diagnostics]
+        return data
 
 
 class FakeBuilder:
@@ -58,15 +61,16 @@ class FakeBuilder:
     async def build(self, req: FakeRequest, on_progress=None) -> FakeResult:
         self.builds.append(req)
         if on_progress is not None:
-            on_progress({"stage": "compiling", "message": f"Compiling {req.name}"})
+            on_progress({"name": req.name, "profile": req.profile, "phase": "compiling",
+                         "elapsed": 0.0})
         if self.gate is not None:
             await self.gate.wait()
         lines = req.source.splitlines()
         for number, line in enumerate(lines, 1):
             if line.strip() == "compile_error":
                 return FakeResult(False, "failed", None, None, False,
-                                  [{"level": "error", "message": "expected expression",
-                                    "line": number, "column": 1}], 0.01, req.profile,
+                                  [Diagnostic(level="error", message="expected expression",
+                                              line=number, column=1)], 0.01, req.profile,
                                   "error: expected expression")
         tag = next((line.split(":", 1)[1].strip() for line in lines
                     if line.startswith("tag:")), "")
@@ -84,10 +88,6 @@ class FakeBuilder:
                              f"os.environ['FAKE_WORKER_MODE'] = {mode!r}\n" + worker)
             os.chmod(binary, 0o755)
         return FakeResult(True, "ok", binary, digest, cached, [], 0.01, req.profile)
-
-
-def render_fake(diagnostics, source):
-    return "\n".join(f"line {d['line']}: {d['message']}" for d in diagnostics)
 
 
 async def start_gateway(data_dir: str, *, token: str = "secret-token", **config: Any):
