@@ -1,0 +1,12 @@
+//! Hello world: the same JSON the plain Tornado baseline answers.
+use edgebook_sdk::prelude::*;
+
+fn handle(req: Request) -> Response {
+    Response::ok(json!({
+        "message": "Hello, World!",
+        "path": req.path,
+        "method": req.method,
+    }))
+}
+
+handler_loop!(handle);
