@@ -128,7 +128,7 @@ class SQLDocuments:
         if op == "storage.delete":
             doc_id = document_id(args, strict=False)
             result = await self.connector.statement(
-                ctx, f"DELETE FROM {quoted} WHERE id = {p(1)}", [doc_id])
+                ctx, f"DELETE FROM {quoted} WHERE id = {p(1)}", [doc_id], fetch=False)
             return result.rows_affected > 0
         doc_id = document_id(args, strict=False)
         data = json.dumps(arguments.present(args, "data"), separators=(",", ":"),
@@ -136,14 +136,14 @@ class SQLDocuments:
         if op == "storage.create":
             result = await self.connector.statement(
                 ctx, f"INSERT INTO {quoted} (id, data) VALUES ({p(1)}, {p(2)}) "
-                     f"ON CONFLICT (id) DO NOTHING", [doc_id, data])
+                     f"ON CONFLICT (id) DO NOTHING", [doc_id, data], fetch=False)
             if result.rows_affected == 0:
                 raise ServiceError("storage", f"document '{doc_id}' already exists in '{table}'")
             return None
         # storage.update
         result = await self.connector.statement(
             ctx, f"UPDATE {quoted} SET data = {p(1)}, updated_at = {dialect.now} "
-                 f"WHERE id = {p(2)}", [data, doc_id])
+                 f"WHERE id = {p(2)}", [data, doc_id], fetch=False)
         if result.rows_affected == 0:
             raise ServiceError("storage", f"document '{doc_id}' does not exist in '{table}'")
         return None
@@ -154,7 +154,7 @@ class SQLDocuments:
         async with self._create_lock:
             if table not in self._tables:
                 await self.connector.statement(
-                    ctx, self.connector.dialect.document_table(quoted), [])
+                    ctx, self.connector.dialect.document_table(quoted), [], fetch=False)
                 self._tables.add(table)
 
     def forget_tables(self) -> None:

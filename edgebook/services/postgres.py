@@ -38,6 +38,13 @@ from .values import to_json
 log = logging.getLogger("edgebook.services")
 
 _COUNTED = re.compile(r"^(INSERT \d+|UPDATE|DELETE|MERGE|COPY|MOVE|FETCH) ?(\d+)?$")
+_WRITES = re.compile(r"^\s*(insert|update|delete|merge)\b", re.IGNORECASE)
+PARAM_TYPE_CACHE = 512
+
+
+def _affected(status: str) -> int:
+    counted = _COUNTED.match(status or "")
+    return int(counted.group(2)) if counted and counted.group(2) else 0
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 _NUMBERED = re.compile(r"\$\d")
 
@@ -224,6 +231,7 @@ class PostgresConnector(SQLConnector):
         super().__init__(*args, **kwargs)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        self._param_types: dict[str, tuple] = {}
 
     @classmethod
     def check_config(cls, config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -307,14 +315,19 @@ class PostgresConnector(SQLConnector):
             await self._pool.release(conn)
 
     # statements ---------------------------------------------------------------------------
-    async def run(self, conn: asyncpg.Connection, sql: str, params: list) -> SQLResult:
+    async def run(self, conn: asyncpg.Connection, sql: str, params: list, *,
+                  fetch: bool = True) -> SQLResult:
         try:
             if not params and sql in ("BEGIN", "COMMIT", "ROLLBACK"):
                 await conn.execute(sql)
                 return SQLResult([], 0)
-            statement = await conn.prepare(translate_placeholders(sql))
-            values = coerce_params(statement.get_parameters(), scalar_params(params))
-            records = await statement.fetch(*values)
+            sql = translate_placeholders(sql)
+            try:
+                return await self._run_typed(conn, sql, scalar_params(params), fetch)
+            except asyncpg.DataError:
+                # The schema may have changed since the parameter types were learnt.
+                self._param_types.pop(sql, None)
+                return await self._run_typed(conn, sql, scalar_params(params), fetch)
         except ServiceError:
             raise
         except asyncpg.QueryCanceledError as exc:
@@ -328,9 +341,24 @@ class PostgresConnector(SQLConnector):
             raise ServiceError("database", str(exc),
                                log_message=f"postgres '{self.name}' [{exc.sqlstate}] {exc}") \
                 from None
+
+    async def _run_typed(self, conn: asyncpg.Connection, sql: str, params: list,
+                         fetch: bool) -> SQLResult:
+        """One round trip once the statement's parameter types are known (asyncpg caches
+        the prepared statement per connection); the first time, one more to learn them."""
+        types = self._param_types.get(sql)
+        if types is None:
+            statement = await conn.prepare(sql)
+            types = statement.get_parameters()
+            if len(self._param_types) >= PARAM_TYPE_CACHE:
+                self._param_types.clear()
+            self._param_types[sql] = types
+        values = coerce_params(types, params)
+        if not fetch:
+            return SQLResult([], _affected(await conn.execute(sql, *values)))
+        records = await conn.fetch(sql, *values)
         rows = [{key: to_json(value) for key, value in record.items()} for record in records]
-        counted = _COUNTED.match(statement.get_statusmsg() or "")
-        affected = int(counted.group(2)) if counted and counted.group(2) else 0
+        affected = len(rows) if _WRITES.match(sql) else 0
         return SQLResult(rows, affected)
 
     async def test(self) -> dict[str, Any]:

@@ -83,8 +83,9 @@ class SQLConnector(Connector):
         """Return a connection to the pool."""
 
     @abc.abstractmethod
-    async def run(self, conn: Any, sql: str, params: list) -> SQLResult:
-        """Run one statement with bound parameters; driver errors become ``ServiceError``."""
+    async def run(self, conn: Any, sql: str, params: list, *, fetch: bool = True) -> SQLResult:
+        """Run one statement with bound parameters; driver errors become ``ServiceError``.
+        ``fetch=False`` when only the affected-row count is wanted."""
 
     # operations --------------------------------------------------------------------------
     async def call(self, op: str, args: dict[str, Any], ctx: CallContext) -> Any:
@@ -94,10 +95,11 @@ class SQLConnector(Connector):
             sql = arguments.text(args, "sql", max_length=MAX_SQL_LENGTH)
             params = arguments.json_list(args, "params")
             tx = arguments.text(args, "tx", default=None)
+            fetch = op == "db.query"
             if tx is None:
-                result = await self.statement(ctx, sql, params)
+                result = await self.statement(ctx, sql, params, fetch=fetch)
             else:
-                result = await self.run(self._pin(ctx, tx).conn, sql, params)
+                result = await self.run(self._pin(ctx, tx).conn, sql, params, fetch=fetch)
             if op == "db.execute":
                 return {"rows_affected": result.rows_affected}
             return {"rows": result.rows, "rows_affected": result.rows_affected}
@@ -107,11 +109,12 @@ class SQLConnector(Connector):
         await self.finish(ctx, tx, "COMMIT" if op == "db.commit" else "ROLLBACK")
         return None
 
-    async def statement(self, ctx: CallContext, sql: str, params: list) -> SQLResult:
+    async def statement(self, ctx: CallContext, sql: str, params: list, *,
+                        fetch: bool = True) -> SQLResult:
         """Run one statement on a pooled connection."""
         conn = await self.acquire()
         try:
-            return await self.run(conn, sql, params)
+            return await self.run(conn, sql, params, fetch=fetch)
         finally:
             await self.give_back(conn)
 

@@ -135,7 +135,8 @@ class SQLiteConnector(SQLConnector):
             raise self.unavailable(str(exc)) from None
 
     # statements ---------------------------------------------------------------------------
-    async def run(self, conn: sqlite3.Connection, sql: str, params: list) -> SQLResult:
+    async def run(self, conn: sqlite3.Connection, sql: str, params: list, *,
+                  fetch: bool = True) -> SQLResult:
         for value in params:
             if isinstance(value, str) and "\x00" in value:
                 raise ServiceError("bad_request", "parameters must not contain NUL characters")
