@@ -359,6 +359,9 @@ class Gateway:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.supervisor is not None:
             await self.supervisor.shutdown()
+        aclose = getattr(self.builder, "aclose", None)
+        if aclose is not None:
+            await aclose()
         if self._dataplane_server is not None:
             await self._dataplane_server.close_all_connections()
         self.events.close()
