@@ -40,7 +40,7 @@ from .workspace import (LAYOUT_VERSION, PROFILES, WORKSPACE_PROFILES, HandlerSou
 __all__ = ["BuildRequest", "BuildResult", "Builder", "Diagnostic", "PrebuildError",
            "default_target_dir", "prebuild", "render_diagnostics"]
 
-log = logging.getLogger("edgebook.build")
+logger = logging.getLogger("edgebook.build")
 
 ProgressCallback = Callable[[dict], None]
 
@@ -156,7 +156,7 @@ class _Progress:
         try:
             self.callback(event)
         except Exception:  # a broken listener must not break the build
-            log.exception("progress callback failed for %s", self.request.name)
+            logger.exception("progress callback failed for %s", self.request.name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -238,7 +238,6 @@ class Builder:
         self.workspace = Workspace(self.data_dir, self.sdk)
         self._sdk_fingerprint = SdkFingerprint(self.sdk.dir)
         self._toolchain: tuple[str, str] | None = None
-        self._toolchain_lock: asyncio.Lock | None = None
         self._scheduler_state: _Scheduler | None = None
 
     # -- public API ----------------------------------------------------------------------
@@ -261,17 +260,17 @@ class Builder:
         except ToolchainError as exc:
             return self._finish(progress, "failed", log=str(exc),
                                 diagnostics=[generated_problem(str(exc))])
+        sched = self._scheduler()
         binary = self._cached_binary(key)
         if binary is not None:
+            slot = sched.slots.get(request.name)
+            if slot is not None:  # a queued older build must not land after this one
+                self._supersede(slot)
             return self._finish(progress, "ok", key=key, binary=binary, cached=True,
                                 log=f"cache hit: {binary}")
-        sched = self._scheduler()
         slot = sched.slots.setdefault(request.name, _Slot())
         ticket = _Ticket(request, handler, key, progress, sched.loop.create_future())
-        if slot.pending is not None:
-            self._resolve(slot.pending, self._finish(slot.pending.progress, "superseded",
-                                                     key=slot.pending.key,
-                                                     log="superseded by a newer build"))
+        self._supersede(slot)
         slot.pending = ticket
         progress.emit("queued")
         if slot.driver is None:
@@ -281,6 +280,19 @@ class Builder:
         except asyncio.CancelledError:
             self._cancel_ticket(slot, ticket)
             raise
+
+    async def cached_binary(self, request: BuildRequest) -> Path | None:
+        """The binary ``request`` would produce if it is already built, without building.
+
+        Lets a caller deploy a cached release build straight away instead of going live
+        on ``dev`` first. ``None`` when not cached or when the source is invalid.
+        """
+        try:
+            _check_request(request)
+            handler = analyse(request.source, request.deps)
+            return self._cached_binary(await self.content_hash_of(handler, request.profile))
+        except (SourceError, ToolchainError):
+            return None
 
     def cancel(self, name: str) -> bool:
         """Cancels the waiting and running builds of endpoint ``name``; True if there were any."""
@@ -353,7 +365,6 @@ class Builder:
             if sched is not None and not sched.loop.is_closed() and sched.slots:
                 raise RuntimeError("a Builder is in use on another event loop")
             sched = self._scheduler_state = _Scheduler(loop, self.max_parallel)
-            self._toolchain_lock = None
         return sched
 
     async def _drive(self, sched: _Scheduler, name: str, slot: _Slot) -> None:
@@ -386,10 +397,16 @@ class Builder:
                                 log="build cancelled")
         exc = task.exception()
         if exc is not None:
-            log.error("build of %s crashed", ticket.request.name, exc_info=exc)
+            logger.error("build of %s crashed", ticket.request.name, exc_info=exc)
             return self._finish(ticket.progress, "failed", key=ticket.key, log=repr(exc),
                                 diagnostics=[generated_problem(f"internal build error: {exc}")])
         return task.result()
+
+    def _supersede(self, slot: _Slot) -> None:
+        ticket, slot.pending = slot.pending, None
+        if ticket is not None:
+            self._resolve(ticket, self._finish(ticket.progress, "superseded", key=ticket.key,
+                                               log="superseded by a newer build"))
 
     def _cancel_ticket(self, slot: _Slot, ticket: _Ticket) -> None:
         if slot.pending is ticket:
@@ -526,6 +543,8 @@ class Builder:
             if _is_summary(rustc):
                 continue
             diag = from_rustc(rustc, smap)
+            if diag.generated and not diag.is_error:
+                continue  # a lint about edgebook's own lines is not the user's business
             ident = (diag.level, diag.message, diag.line, diag.column)
             if ident in seen:
                 continue
@@ -586,13 +605,8 @@ class Builder:
 
     async def _toolchain_info(self) -> tuple[str, str]:
         """``rustc -vV`` and the host triple, run once per Builder."""
-        if self._toolchain is not None:
-            return self._toolchain
-        if self._toolchain_lock is None:
-            self._toolchain_lock = asyncio.Lock()
-        async with self._toolchain_lock:
-            if self._toolchain is None:
-                self._toolchain = await _rustc_version(self.rustc, self.data_dir)
+        if self._toolchain is None:  # two first builds may both ask; the answer is the same
+            self._toolchain = await _rustc_version(self.rustc, self.data_dir)
         return self._toolchain
 
 

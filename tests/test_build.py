@@ -472,6 +472,38 @@ def test_queued_build_is_superseded_by_a_newer_one(tmp_path, hanging_cargo):
     assert first.status == "cancelled" and third.status == "cancelled"
 
 
+def test_cache_hit_supersedes_a_queued_build(tmp_path, hanging_cargo):
+    cargo, _ = hanging_cargo
+    builder = Builder(tmp_path, cargo=str(cargo), offline_first=False, time_limit=60)
+    cached_source = BARE_HANDLE.replace("bare", "already built")
+
+    async def scenario():
+        key = await builder.content_hash_of(analyse(cached_source), "dev")
+        builder.bin_dir.mkdir(parents=True)
+        write_script(builder.binary_path(key), "#!/bin/sh\n")
+        assert await builder.cached_binary(BuildRequest("e", cached_source)) == \
+            builder.binary_path(key)
+        assert await builder.cached_binary(BuildRequest("e", BARE_HANDLE)) is None
+        compiling = asyncio.Event()
+        first = asyncio.create_task(builder.build(
+            BuildRequest("e", BARE_HANDLE),
+            lambda e: compiling.set() if e["phase"] == "compiling" else None))
+        await compiling.wait()
+        waiting = asyncio.Event()
+        queued = asyncio.create_task(builder.build(
+            BuildRequest("e", BARE_HANDLE + "\n"),
+            lambda e: waiting.set() if e["phase"] == "queued" else None))
+        await waiting.wait()
+        hit = await builder.build(BuildRequest("e", cached_source))
+        superseded = await queued
+        builder.cancel("e")
+        return hit, superseded, await first
+
+    hit, superseded, first = asyncio.run(scenario())
+    assert hit.ok and hit.cached
+    assert superseded.status == "superseded" and first.status == "cancelled"
+
+
 # ---------------------------------------------------------------------------------------
 # Real builds
 
