@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -131,6 +132,7 @@ async def main(calls: int) -> None:
                 raise
             print(f"{name}: skipped ({exc})")
     await manager.close()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
     print(f"\n{calls} sequential calls each, microseconds per call\n")
     header = ("service", "op", "direct p50", "direct p99", "gateway p50", "gateway p99",
