@@ -480,7 +480,8 @@ impl Storage {
         call_as(&self.pool_id, "storage.get", self.args(json!({"id": id})))
     }
 
-    /// All documents, or those whose id starts with `filter` (`storage.list`).
+    /// All documents, or those whose `status` field equals `filter` (`storage.list`), as the
+    /// original pet store uses it.
     ///
     /// # Errors
     ///
