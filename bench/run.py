@@ -92,7 +92,7 @@ class Bench:
         self.procs = ProcessSet()
         self.tool = args.loadgen if args.loadgen != "auto" else (
             "wrk" if loadgen.have_wrk() else "python")
-        self.duration = args.duration or (2.0 if args.quick else 5.0)
+        self.duration = args.duration or (1.0 if args.quick else 5.0)
         self.results: dict = {"scenarios": {}, "targets": [], "rows": [], "skipped": {}}
         self.tmp = Path(tempfile.mkdtemp(prefix="edgebook-bench-"))
         self.gateway = None  # (proc, client, url)
@@ -229,6 +229,8 @@ class Bench:
         res = {}
         try:
             gproc, client, gurl, _ = self.ensure_gateway()
+            for url in (gurl, turl):  # warm both (first connections, lazy imports, caches)
+                loadgen.run(url + "/hello", tool=self.tool, connections=32, duration=1)
             for conns in (1, 32):
                 res[f"gateway_c{conns}"] = self.measure(
                     gurl + "/hello", lambda: self.gateway_tree(gproc), conns,
@@ -421,7 +423,7 @@ class Bench:
         existing = HERE / "build_bench.py"
         if existing.exists():
             log("  note: bench/build_bench.py exists; this run measures with bench/builds.py")
-        rows = builds.edgebook_builds(log)
+        rows = builds.edgebook_builds(log, quick=self.args.quick)
         if not self.args.quick:
             rows += builds.original_builds(log)
         else:
@@ -430,8 +432,8 @@ class Bench:
         by = {r["build"]: r["seconds"] for r in rows}
         cold = by.get("original: cold per-endpoint release+LTO")
         orig_edit = by.get("original: one-line edit release+LTO")
-        for label in ("new handler (dev)", "new handler (release)", "cache hit (release)",
-                      "one-line edit (dev)", "one-line edit (release)"):
+        for label in ("new handler (dev)", "new handler (release)", "cache hit (dev)",
+                      "cache hit (release)", "one-line edit (dev)", "one-line edit (release)"):
             if label in by:
                 base, name = (cold, "original cold release+LTO") if label.startswith("new") \
                     else (orig_edit, "original edit release+LTO")
@@ -442,7 +444,7 @@ class Bench:
         v1 = (HERE / "handlers" / "hello.rs").read_text()
         v2 = v1.replace("Hello, World!", "Hello again!")
         events: list[dict] = []
-        duration = max(8.0, self.duration * 2) if self.args.quick else max(15.0, self.duration * 3)
+        duration = 7.0 if self.args.quick else max(15.0, self.duration * 3)
         t0 = time.monotonic() + 0.3
 
         def reloads():
@@ -502,8 +504,8 @@ class Bench:
         workers = [w["pid"] for w in (state.get("runtime") or {}).get("workers", [])]
         if not workers:
             workers = [p for p in descendants(gproc.pid) if p != gproc.pid]
-        target = 20_000 if self.args.quick else 100_000
-        cap = 20.0 if self.args.quick else 60.0
+        target = 5_000 if self.args.quick else 100_000
+        cap = 5.0 if self.args.quick else 60.0
         loadgen.run(gurl + "/hello", tool=self.tool, connections=32, duration=1)  # warm
         rss_before = rss_bytes(gproc.pid)
         done, started = 0, time.monotonic()
@@ -519,7 +521,7 @@ class Bench:
         tproc, turl = self.start_tornado()
         try:
             t_before = rss_bytes(tproc.pid)
-            loadgen.run(turl + "/hello", tool=self.tool, connections=32, duration=2)
+            loadgen.run(turl + "/hello", tool=self.tool, connections=32, duration=1)
             t_after = rss_bytes(tproc.pid)
         finally:
             self.procs.stop(tproc)
@@ -539,7 +541,7 @@ class Bench:
         if worker_rss:
             self.row("memory", "hello worker RSS MiB", max(worker_rss) / MiB, 5.0,
                      "budget 5 MiB", "lower")
-        note = "" if done >= 100_000 else f"only {done} requests in the time cap"
+        note = "" if done >= 100_000 else f"only {done} requests in the {cap:g} s cap"
         self.target("gateway RSS growth <= 10 MiB over 100k requests",
                     round(res["gateway_rss_growth_mib"], 2), "<= 10",
                     res["gateway_rss_growth_mib"] <= 10 if done >= 100_000 else None, note)
@@ -661,7 +663,7 @@ asyncio.run(main())
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="under a minute: short loads")
-    parser.add_argument("--duration", type=float, help="seconds per load (default 5, quick 2)")
+    parser.add_argument("--duration", type=float, help="seconds per load (default 5, quick 1)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--profile", choices=("dev", "release"), default="release",
                         help="build profile of the benchmark handlers")
