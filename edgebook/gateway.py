@@ -501,6 +501,7 @@ class Gateway:
         task = self._spawn(self._build_and_deploy(name, spawn_release=True))
         if wait:
             return await task
+        await asyncio.sleep(0)  # let the task record "building" before we answer
         return {"endpoint": self.view(self.registry.get_endpoint(name)), "build": None}
 
     async def _build_and_deploy(self, name: str, *, spawn_release: bool,
