@@ -712,3 +712,38 @@ def test_release_profile(builder):
     dev = run_build(builder, "rel", source)
     assert dev.content_hash != result.content_hash
     assert body_json(call(result.binary))["style"] == "release"
+
+
+@needs_cargo
+def test_real_cargo_over_its_time_limit_is_killed_and_the_target_dir_stays_usable(builder):
+    spinning = """\
+#![allow(long_running_const_eval)]
+use rust_edge_gateway_sdk::prelude::*;
+
+const SPIN: u64 = {
+    let mut i = 0u64;
+    while i < 1_000_000_000_000 {
+        i += 1;
+    }
+    i
+};
+
+fn handle(_req: Request) -> Response {
+    Response::ok(json!({"spin": SPIN}))
+}
+"""
+    impatient = Builder(builder.data_dir, target_dir=builder.target_dir, time_limit=3.0)
+    result = run_build(impatient, "spin", spinning)
+    assert result.status == "timeout" and not result.ok and result.duration < 20
+    assert "took longer than 3 s" in result.errors[0].message
+    source = BARE_HANDLE.replace("bare", "after the timeout")
+    after = run_build(builder, "spin", source)
+    assert_ok(after, source)
+    assert body_json(call(after.binary))["style"] == "after the timeout"
+
+
+@needs_cargo
+def test_prebuild_compiles_the_hello_handler(builder):
+    [result] = builder.prebuild(profiles=("dev",))
+    assert result.ok and result.profile == "dev"
+    assert not result.binary.exists()  # built in a temporary data dir, gone afterwards
