@@ -1,0 +1,227 @@
+"""The notebook layer end to end: magics through InteractiveShell and through a real kernel.
+
+One project directory (and so one gateway) serves the whole module. The first notebook run
+has no gateway: its kernel starts one in the background, as a kernel without a Jupyter
+server does, and later kernels reuse it. Rust builds are kept to three distinct sources
+(hello, hello edited, a compile error); everything else hits the build cache.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from edgebook.http import request
+from edgebook.runtime import find_live, pid_alive
+
+HERE = Path(__file__).parent
+REPO = HERE.parent
+HELLO = (HERE / "resources" / "hello_handler.rs").read_text()
+EDITED = HELLO.replace("Hello, World!", "Hello, edited!")
+# Line 7 of the cell (the %%rust_handler line is line 1) uses a field that does not exist.
+BROKEN = HELLO.replace('"path": req.path,', '"path": req.pathx,')
+
+pytestmark = pytest.mark.skipif(subprocess.run(["cargo", "--version"], capture_output=True)
+                                .returncode != 0, reason="needs cargo")
+
+
+def kernel_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("EDGEBOOK_DATA_DIR", "JPY_SESSION_NAME", "EDGEBOOK_WIDGETS",
+                        "EDGEBOOK_PROXY_BASE", "EDGEBOOK_SERVER_ROOT")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project directory; its gateway (started by the first kernel) is stopped at the end."""
+    root = tmp_path_factory.mktemp("project")
+    yield root
+    info = find_live(str(root / ".edgebook"), check_health=False)
+    if info is not None and pid_alive(info.pid):
+        os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while pid_alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def run_notebook(root, cells, *, allow_errors=False, env=None):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent(c).strip("\n")) for c in cells]
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(root)}})
+    client.execute(env=env or kernel_env(), cwd=str(root))
+    return nb
+
+
+def text_of(cell) -> str:
+    parts = []
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type in ("execute_result", "display_data"):
+            parts.append(out.data.get("text/plain", ""))
+        elif out.output_type == "error":
+            parts.append("\n".join(out.traceback))
+    return "\n".join(parts)
+
+
+def test_kernel_without_server_starts_a_gateway_deploys_requests_and_benches(project):
+    started = time.monotonic()
+    nb = run_notebook(project, [
+        "%load_ext edgebook",
+        "%%rust_handler GET /hello\n" + HELLO,
+        """
+        import edgebook
+        r = edgebook.request("GET", "/hello", params={"q": "1"})
+        print(r.status, r.json()["message"], r.json()["path"], bool(r.request_id))
+        r
+        """,
+        "%rust_request GET /hello",
+        """
+        report = edgebook.bench("GET", "/hello", n=150, concurrency=4)
+        print("bench", report.requests, report.error_count, list(report.df.columns)[:6])
+        report
+        """,
+        "%rust_bench GET /hello -n 60 -c 2 --label second",
+        "%edgebook status",
+        "print(edgebook.history()[['endpoint', 'status']].to_dict('list'))",
+    ])
+    elapsed = time.monotonic() - started
+    deploy = text_of(nb.cells[1])
+    assert "deploying GET /hello as 'get_hello'" in deploy
+    assert "GET /hello is live: http://127.0.0.1:" in deploy
+    assert "curl -sS -i http://127.0.0.1:" in deploy
+    assert "200 Hello, World! /hello True" in text_of(nb.cells[2])
+    assert "HTTP 200 OK  GET /hello" in text_of(nb.cells[3])
+    assert "bench 150 0 ['requests', 'concurrency', 'duration_s', 'req_per_s', 'errors', " \
+           "'p50_ms']" in text_of(nb.cells[4])
+    bench_cell = nb.cells[4].outputs[-1]
+    assert bench_cell.data["text/html"].count("data:image/png;base64,") == 1
+    assert "second: 60 requests" in text_of(nb.cells[5])
+    status = text_of(nb.cells[6])
+    assert "get_hello" in status and "running" in status
+    assert "'endpoint': ['get_hello', 'get_hello']" in text_of(nb.cells[7])
+    # The gateway outlives the kernel (nbclient shut it down) and keeps serving.
+    info = find_live(str(project / ".edgebook"))
+    assert info is not None
+    assert request("GET", info.url + "/hello").json()["message"] == "Hello, World!"
+    print(f"first notebook run: {elapsed:.1f} s")
+
+
+def test_second_kernel_reuses_the_gateway_and_an_edit_hot_reloads(project):
+    before = find_live(str(project / ".edgebook"))
+    nb = run_notebook(project, [
+        "%load_ext edgebook",
+        "%%rust_handler GET /hello\n" + HELLO,
+        "%%rust_handler GET /hello\n" + EDITED,
+        "import edgebook; print(edgebook.request('GET', '/hello').json()['message'])",
+    ])
+    assert find_live(str(project / ".edgebook")).pid == before.pid
+    assert "unchanged, cached binary" in text_of(nb.cells[1])
+    assert "Hello, edited!" in text_of(nb.cells[3])
+
+
+def test_compile_error_stops_the_notebook_at_the_cells_line(project):
+    with pytest.raises(CellExecutionError) as caught:
+        run_notebook(project, [
+            "%load_ext edgebook",
+            "%%rust_handler GET /broken\n" + BROKEN,
+            "print('never runs')",
+        ])
+    message = str(caught.value)
+    assert "BuildFailedError" in message
+    assert "did not compile (1 error)" in message
+    assert "--> cell line 7, column 21" in message
+    assert '7 |         "path": req.pathx,' in message
+    assert "Traceback" not in message  # a clean error, not a Python traceback
+
+
+def test_widgets_in_a_live_frontend(project):
+    nb = run_notebook(project, [
+        "%load_ext edgebook",
+        "%%rust_handler GET /hello\n" + EDITED,
+    ], env=kernel_env(EDGEBOOK_WIDGETS="1"))
+    views = [o for o in nb.cells[1].outputs
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert views, nb.cells[1].outputs
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    names = {m["model_name"] for m in state.values()}
+    assert {"FloatProgressModel", "ButtonModel", "TextModel", "OutputModel"} <= names
+    html = " ".join(m["state"].get("value", "") for m in state.values()
+                    if m["model_name"] == "HTMLModel")
+    assert "is live at" in html
+
+
+SHELL_SCRIPT = r"""
+import json, os, sys
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "edgebook")
+results = {}
+
+def run(key, code):
+    with capture_output() as cap:
+        result = ip.run_cell(code)
+    results[key] = {"ok": result.success, "stdout": cap.stdout, "stderr": cap.stderr,
+                    "error": type(result.error_in_exec).__name__ if result.error_in_exec else None,
+                    "outputs": [o.data.get("text/plain", "") for o in cap.outputs]}
+
+src = json.loads(sys.argv[1])
+run("deploy", "%%rust_handler GET /shell/{id} --name shell_hello --workers 2\n" + src["hello"])
+run("request", "r = %rust_request GET /shell/7\nprint(r.json()['path'], r.status)")
+run("post", "%rust_request POST /shell/7 {\"a\": 1}")
+run("broken", "%%rust_handler GET /shell/{id} --name shell_hello\n" + src["broken"])
+run("still", "r = %rust_request GET /shell/8\nprint(r.status, r.json()['path'])")
+run("logs", "%edgebook logs shell_hello -n 5")
+run("url", "u = %edgebook url shell_hello\nprint(u)")
+run("stop", "%edgebook stop shell_hello")
+run("stopped", "r = %rust_request GET /shell/9\nprint(r.status)")
+run("start", "%edgebook start shell_hello")
+run("rm", "%edgebook rm shell_hello")
+run("bad_method", "%%rust_handler FETCH /x\nfn handle() {}")
+run("bad_path", "%%rust_handler GET x\nfn handle() {}")
+run("empty", "%%rust_handler GET /x\n")
+run("no_name", "%edgebook logs")
+run("bench_remote", "%rust_bench GET http://192.0.2.1/x -n 5")
+print(json.dumps(results))
+"""
+
+
+def test_magics_through_interactive_shell(project):
+    env = kernel_env(EDGEBOOK_DATA_DIR=str(project / ".edgebook"))
+    out = subprocess.run([sys.executable, "-c", SHELL_SCRIPT,
+                          json.dumps({"hello": HELLO, "broken": BROKEN})],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=project)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["deploy"]["ok"], r["deploy"]
+    assert "GET /shell/{id} is live" in r["deploy"]["outputs"][0]
+    assert "http://127.0.0.1:" in r["deploy"]["outputs"][0] and "/shell/1" in \
+        r["deploy"]["outputs"][0]
+    assert "/shell/7 200" in r["request"]["stdout"]
+    assert "HTTP 405 Method Not Allowed  POST /shell/7" in r["post"]["stdout"]
+    assert r["broken"]["error"] == "BuildFailedError"
+    assert "keeps serving" in json.dumps(r["broken"])
+    assert "200 /shell/8" in r["still"]["stdout"]  # the old revision keeps serving
+    assert r["logs"]["ok"] and r["logs"]["stdout"].strip()
+    assert r["url"]["stdout"].strip().endswith("/shell/{id}")
+    assert "shell_hello: stopped" in r["stop"]["stdout"]
+    assert r["stopped"]["stdout"].strip() == "503"
+    assert "shell_hello: running" in r["start"]["stdout"]
+    assert "shell_hello: removed" in r["rm"]["stdout"]
+    for key in ("bad_method", "bad_path", "empty", "no_name", "bench_remote"):
+        assert r[key]["error"] == "UsageError", (key, r[key])

@@ -1,0 +1,204 @@
+"""The Jupyter server extension under a real `jupyter server` started by the test.
+
+The server runs on a free loopback port with a token and only this extension enabled. It
+starts the project's gateway itself, answers its routes only with Jupyter's auth, proxies
+the admin API (including the event stream) and the data plane, restarts the gateway when
+it dies, and stops it with the server.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edgebook.runtime import find_live, pid_alive, read_runtime
+
+HERE = Path(__file__).parent
+REPO = HERE.parent
+HELLO = (HERE / "resources" / "hello_handler.rs").read_text()
+TOKEN = "edgebook-test-token"
+
+pytestmark = pytest.mark.skipif(subprocess.run(["cargo", "--version"], capture_output=True)
+                                .returncode != 0, reason="needs cargo")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(url, method="GET", body=None, headers=None, timeout=600):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+    except (urllib.error.URLError, ConnectionError) as exc:  # not listening (yet)
+        return 0, {}, str(exc).encode()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("jupyter-root")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("EDGEBOOK_DATA_DIR", "EDGEBOOK_PROXY", "EDGEBOOK_SERVER"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["JUPYTER_NO_CONFIG"] = "1"  # no other extensions: only this one, enabled below
+    env["JUPYTER_RUNTIME_DIR"] = str(root / ".runtime")
+    log = open(root / "jupyter.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+         f"--port={port}", "--ip=127.0.0.1", "--port-retries=0",
+         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
+         "--ServerApp.jpserver_extensions={'edgebook': True}"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"token {TOKEN}"}
+    try:
+        wait_for(lambda: process.poll() is not None or
+                 call(base + "/edgebook/api/health", headers=auth, timeout=5)[0] == 200,
+                 timeout=120, what="the server and its gateway")
+        assert process.poll() is None, (root / "jupyter.log").read_text()
+        yield {"base": base, "auth": auth, "root": root, "process": process}
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def test_routes_need_jupyter_auth(server):
+    base = server["base"]
+    assert call(base + "/edgebook/api/endpoints")[0] == 403
+    assert call(base + "/edgebook/api/endpoints", headers={"Authorization": "token nope"})[0] == 403
+    assert call(base + "/edgebook/api/endpoints/x", method="PUT", body={})[0] == 403
+    assert call(base + "/edgebook/api/events")[0] == 403
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        opener.open(base + "/edgebook/proxy/hello", timeout=10)
+    caught.value.close()
+    assert caught.value.code in (302, 403)  # GET redirects to the login page
+    # a cookie without the XSRF token does not pass for an unsafe method
+    status, _, _ = call(base + "/edgebook/api/endpoints/x", method="DELETE",
+                        headers={"Cookie": "_xsrf=abc"})
+    assert status == 403
+
+
+def test_admin_api_deploy_and_proxy_with_the_token(server):
+    base, auth = server["base"], server["auth"]
+    status, _, body = call(base + "/edgebook/api/health", headers=auth)
+    assert status == 200 and json.loads(body)["ok"] is True
+    status, _, body = call(base + "/edgebook/api/endpoints/hello", method="PUT", headers=auth,
+                           body={"method": "GET", "path": "/hello", "source": HELLO})
+    assert status in (200, 201), body
+    assert json.loads(body)["endpoint"]["state"] == "running"
+    status, headers, body = call(base + "/edgebook/proxy/hello?x=1", headers=auth)
+    assert status == 200, body
+    assert json.loads(body) == {"message": "Hello, World!", "path": "/hello", "method": "GET"}
+    assert headers.get("X-Request-Id")
+    status, _, body = call(base + "/edgebook/proxy/nowhere", headers=auth)
+    assert status == 404 and json.loads(body)["error_type"] == "not_found"
+    status, _, body = call(base + "/edgebook/api/endpoints/nope", headers=auth)
+    assert status == 404 and json.loads(body)["error_type"] == "not_found"
+    # the gateway is also reachable on its own port, as the runtime file says
+    info = read_runtime(str(server["root"] / ".edgebook"))
+    status, _, _ = call(info.url + "/hello")
+    assert status == 200
+
+
+def test_event_stream_is_proxied(server):
+    base, auth = server["base"], server["auth"]
+    req = urllib.request.Request(base + "/edgebook/api/events",
+                                 headers={**auth, "Accept": "text/event-stream"})
+    with urllib.request.urlopen(req, timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        lines = []
+        for raw in response:
+            lines.append(raw.decode())
+            if raw.startswith(b"data:"):
+                break
+    assert json.loads(lines[-1][5:])["type"] == "hello"
+
+
+def test_kernels_are_told_where_the_gateway_is(server):
+    base, auth = server["base"], server["auth"]
+    status, _, body = call(base + "/api/kernels", method="POST", headers=auth, body={})
+    assert status == 201
+    kernel = json.loads(body)["id"]
+    outputs = []
+    try:
+        from jupyter_client import BlockingKernelClient
+        runtime = server["root"] / ".runtime"
+        connection = runtime / f"kernel-{kernel}.json"
+        wait_for(connection.exists, what="the kernel's connection file")
+        client = BlockingKernelClient(connection_file=str(connection))
+        client.load_connection_file()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            reply = client.execute_interactive(
+                "import os; print(os.environ['EDGEBOOK_DATA_DIR'], "
+                "os.environ['EDGEBOOK_PROXY_BASE'])", timeout=60,
+                output_hook=lambda msg: outputs.append(msg))
+        finally:
+            client.stop_channels()
+    finally:
+        call(base + f"/api/kernels/{kernel}", method="DELETE", headers=auth)
+    text = "".join(m["content"].get("text", "") for m in outputs
+                   if m["msg_type"] == "stream")
+    assert reply["content"]["status"] == "ok"
+    assert text.split() == [str(server["root"] / ".edgebook"), "/edgebook/proxy"]
+
+
+def test_dead_gateway_is_restarted(server):
+    data_dir = str(server["root"] / ".edgebook")
+    first = find_live(data_dir)
+    os.kill(first.pid, signal.SIGKILL)  # started (indirectly) by this test's server
+    second = wait_for(lambda: (info := find_live(data_dir)) and info.pid != first.pid and info,
+                      timeout=60, what="a new gateway")
+    assert pid_alive(second.pid)
+    status, _, body = call(server["base"] + "/edgebook/proxy/hello", headers=server["auth"])
+    assert status == 200, body  # restored from the cached binary
+
+
+def test_gateway_stops_with_the_server(server):
+    data_dir = str(server["root"] / ".edgebook")
+    info = find_live(data_dir)
+    process = server["process"]
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+    wait_for(lambda: not pid_alive(info.pid), timeout=30, what="the gateway to stop")
