@@ -98,8 +98,12 @@ class Supervisor:
     def __init__(self, *, service_handler: ServiceHandler = unbound_service_handler,
                  on_event: EventCallback | None = None, base_env: dict[str, str] | None = None,
                  policy: RestartPolicy | None = None, max_frame: int = DEFAULT_MAX_FRAME,
-                 log_lines: int = 2000, max_log_line: int = 4096):
+                 log_lines: int = 2000, max_log_line: int = 4096,
+                 on_request_done: Callable[[str], None] | None = None):
         self.router = Router()
+        # Called with a request id once its response (or failure) is known; the services
+        # layer uses it to roll back a transaction the request left open.
+        self._on_request_done = on_request_done
         self._endpoints: dict[str, _Endpoint] = {}
         self._service_handler = service_handler
         self._on_event = on_event
@@ -132,6 +136,9 @@ class Supervisor:
         except GatewayError as exc:
             endpoint.metrics.record(time.perf_counter() - started, exc.status, exc.error_type)
             raise
+        finally:
+            if self._on_request_done is not None:
+                self._on_request_done(frame["request_id"])
         status = response.get("status")
         endpoint.metrics.record(time.perf_counter() - started,
                                 status if isinstance(status, int) else 502)

@@ -305,3 +305,21 @@ class DeployTest(SupervisorTestCase):
         self.assertIn("v1", tags)
         self.assertEqual((await self.ok())["tag"], "v2")
         self.assertEqual(self.supervisor.state("ep")["spawned"], 2)  # the new pool's own
+
+
+class RequestDoneHookTest(AsyncTestCase):
+    @gen_test
+    async def test_hook_sees_every_request_id_on_success_and_failure(self):
+        done = []
+        supervisor = Supervisor(on_request_done=done.append,
+                                policy=RestartPolicy(backoff_base=0.01, stop_grace=1))
+        try:
+            await supervisor.deploy(config(timeout=5), FAKE, "r1")
+            ok, crash = request("/echo"), request("/mode/crash")
+            await supervisor.handle("ep", ok)
+            with ExpectLog("edgebook", ".*", required=False):
+                with self.assertRaises(GatewayError):
+                    await supervisor.handle("ep", crash)
+            self.assertEqual(done, [ok["request_id"], crash["request_id"]])
+        finally:
+            await supervisor.shutdown(drain_timeout=1)
