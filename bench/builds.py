@@ -21,9 +21,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HANDLER = (Path(__file__).resolve().parent / "handlers" / "hello.rs").read_text()
 
+try:  # the build service's own benchmark: reuse its handler and its original-style build
+    from bench import build_bench as _build_bench
+except Exception:  # noqa: BLE001 - fall back to the hello handler and our own copy
+    _build_bench = None
 
-def _edited(source: str, n: int) -> str:
-    return source.replace("Hello, World!", f"Hello, World! (edit {n})")
+_STAMP = int(time.time())
+
+
+def _edited(source: str | None, n: int) -> str:
+    """The benchmark handler, one line different for each ``n``; fresh every run."""
+    if _build_bench is not None:
+        return _build_bench.source(_STAMP * 1000 + n)
+    return HANDLER.replace("Hello, World!", f"Hello, World! (edit {_STAMP}-{n})")
+
+
+def handler_kind() -> str:
+    return ("bench/build_bench.py's handler (serde derive + json!)" if _build_bench is not None
+            else "bench/handlers/hello.rs")
 
 
 def edgebook_builds(log, *, quick: bool = False) -> list[dict]:
@@ -44,13 +59,14 @@ def edgebook_builds(log, *, quick: bool = False) -> list[dict]:
                 f"{', cached' if result.cached else ''})")
 
         async def all_builds() -> None:
-            await timed("new handler (dev)", "bench_hello", HANDLER, "dev")
+            first = _edited(None, 0)
+            await timed("new handler (dev)", "bench_hello", first, "dev")
             if quick:
-                await timed("cache hit (dev)", "bench_hello", HANDLER, "dev")
+                await timed("cache hit (dev)", "bench_hello", first, "dev")
                 await timed("one-line edit (dev)", "bench_hello", _edited(HANDLER, 1), "dev")
             else:
-                await timed("new handler (release)", "bench_hello", HANDLER, "release")
-                await timed("cache hit (release)", "bench_hello", HANDLER, "release")
+                await timed("new handler (release)", "bench_hello", first, "release")
+                await timed("cache hit (release)", "bench_hello", first, "release")
                 await timed("one-line edit (dev)", "bench_hello", _edited(HANDLER, 1), "dev")
                 await timed("one-line edit (release)", "bench_hello", _edited(HANDLER, 2),
                             "release")
@@ -86,6 +102,21 @@ def original_builds(log, *, cold: bool = True, timeout: float = 300.0) -> list[d
     """The original's per-endpoint build: its own project and target dir, release + fat LTO."""
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="edgebook-bench-orig-"))
+    if _build_bench is not None and cold:
+        from edgebook.workspace import find_sdk_dir
+        try:
+            first, edit = _build_bench.original_approach(tmp, find_sdk_dir())
+            for label, seconds in (("original: cold per-endpoint release+LTO", first),
+                                   ("original: one-line edit release+LTO", edit)):
+                rows.append({"build": label, "seconds": seconds, "ok": True, "cached": False,
+                             "status": "ok"})
+                log(f"  build {label}: {seconds:.2f} s (ok, via bench/build_bench.py)")
+        except (subprocess.SubprocessError, OSError) as exc:
+            rows.append({"build": "original: cold per-endpoint release+LTO", "seconds": None,
+                         "ok": False, "cached": False, "status": f"failed: {exc}"})
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return rows
     try:
         sdk = tmp / "sdk"  # a copy, so the SDK's own target dir and lock are not touched
         shutil.copytree(ROOT / "sdk", sdk, ignore=shutil.ignore_patterns("target"))

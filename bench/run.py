@@ -420,9 +420,7 @@ class Bench:
     def scenario_builds(self):
         from bench import builds
 
-        existing = HERE / "build_bench.py"
-        if existing.exists():
-            log("  note: bench/build_bench.py exists; this run measures with bench/builds.py")
+        log(f"  handler: {builds.handler_kind()}")
         rows = builds.edgebook_builds(log, quick=self.args.quick)
         if not self.args.quick:
             rows += builds.original_builds(log)
