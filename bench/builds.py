@@ -32,7 +32,7 @@ _STAMP = int(time.time())
 def _edited(source: str | None, n: int) -> str:
     """The benchmark handler, one line different for each ``n``; fresh every run."""
     if _build_bench is not None:
-        return _build_bench.source(_STAMP * 1000 + n)
+        return _build_bench.source((_STAMP % 4_000_000) * 1000 + n)  # fits its u32
     return HANDLER.replace("Hello, World!", f"Hello, World! (edit {_STAMP}-{n})")
 
 

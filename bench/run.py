@@ -192,6 +192,16 @@ class Bench:
             f"  failed {result['errors'] + result['non2xx']}")
         return result
 
+    def measure_abba(self, a: tuple, b: tuple, connections: int, **kwargs) -> tuple[dict, dict]:
+        """Loads A, B, B, A (half the duration each) so drift in the machine's load hits
+        both alike; rates and CPU are totals over both halves, percentiles their mean."""
+        half = max(1.0, self.duration / 2)
+        runs = {"a": [], "b": []}
+        for key, (url, pids_of, label) in (("a", a), ("b", b), ("b", b), ("a", a)):
+            runs[key].append(self.measure(url, pids_of, connections, duration=half,
+                                          label=label + " (half)", **kwargs))
+        return _combine(runs["a"]), _combine(runs["b"])
+
     def row(self, scenario: str, metric: str, edgebook, baseline, baseline_name: str,
             ratio_kind: str = "higher", unit: str = "") -> dict:
         ratio = (edgebook / baseline) if (isinstance(edgebook, (int, float)) and
@@ -232,11 +242,9 @@ class Bench:
             for url in (gurl, turl):  # warm both (first connections, lazy imports, caches)
                 loadgen.run(url + "/hello", tool=self.tool, connections=32, duration=1)
             for conns in (1, 32):
-                res[f"gateway_c{conns}"] = self.measure(
-                    gurl + "/hello", lambda: self.gateway_tree(gproc), conns,
-                    label=f"hello gateway c{conns}")
-                res[f"tornado_c{conns}"] = self.measure(
-                    turl + "/hello", lambda: [tproc.pid], conns, label=f"hello tornado c{conns}")
+                res[f"gateway_c{conns}"], res[f"tornado_c{conns}"] = self.measure_abba(
+                    (gurl + "/hello", lambda: self.gateway_tree(gproc), f"hello gateway c{conns}"),
+                    (turl + "/hello", lambda: [tproc.pid], f"hello tornado c{conns}"), conns)
         finally:
             self.procs.stop(tproc)
         self.results["scenarios"]["hello"] = res
@@ -427,6 +435,9 @@ class Bench:
         else:
             self.results["skipped"]["original-style cold build"] = "skipped in --quick"
         self.results["scenarios"]["builds"] = rows
+        for r in rows:
+            if not r["ok"]:
+                self.results["skipped"][f"build {r['build']}"] = f"FAILED: {r['status']}"
         by = {r["build"]: r["seconds"] for r in rows}
         cold = by.get("original: cold per-endpoint release+LTO")
         orig_edit = by.get("original: one-line edit release+LTO")
@@ -607,6 +618,23 @@ class Bench:
             log(f"plots failed: {exc!r}")
         log(f"results: {path}  ({self.results['meta']['seconds']:.0f} s)")
         return 0
+
+
+def _combine(runs: list[dict]) -> dict:
+    out = dict(runs[0])
+    for key in ("requests", "ok", "non2xx", "errors", "duration", "server_cpu_s",
+                "loadgen_cpu_s"):
+        out[key] = sum(r.get(key) or 0 for r in runs)
+    for key in ("p50_ms", "p90_ms", "p99_ms"):
+        out[key] = sum(r[key] for r in runs) / len(runs)
+    out["max_ms"] = max(r["max_ms"] for r in runs)
+    out["rps"] = out["requests"] / out["duration"] if out["duration"] else math.nan
+    out["server_cpu_us_per_req"] = (out["server_cpu_s"] / out["requests"] * 1e6
+                                    if out["requests"] else math.nan)
+    out["loadgen_cpu_us_per_req"] = (out["loadgen_cpu_s"] / out["requests"] * 1e6
+                                     if out["requests"] else math.nan)
+    out["halves"] = runs
+    return out
 
 
 def _json_default(value):
