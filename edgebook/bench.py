@@ -90,24 +90,22 @@ class _Connection(asyncio.Protocol):
             if self.eof:
                 waiter.set_exception(ConnectionResetError("connection closed mid-response"))
             return
-        head = bytes(self.buf[:end]).decode("latin-1").lower().split("\r\n")
+        head = bytes(self.buf[:end]).lower()
         try:
-            status = int(head[0].split(None, 2)[1])
-        except (IndexError, ValueError):
-            waiter.set_exception(ConnectionError(f"malformed status line {head[0]!r}"))
+            status = int(head[9:12])
+        except ValueError:
+            waiter.set_exception(ConnectionError(f"malformed status line {head[:40]!r}"))
             return
         length = None
-        chunked = False
-        keep_alive = not head[0].startswith("http/1.0")
-        for line in head[1:]:
-            name, _, value = line.partition(":")
-            value = value.strip()
-            if name == "content-length":
-                length = int(value)
-            elif name == "transfer-encoding" and "chunked" in value:
-                chunked = True
-            elif name == "connection":
-                keep_alive = value != "close" if keep_alive else value == "keep-alive"
+        at = head.find(b"\r\ncontent-length:")
+        if at >= 0:
+            eol = head.find(b"\r\n", at + 2)
+            length = int(head[at + 17: eol if eol >= 0 else len(head)])
+        chunked = head.find(b"\r\ntransfer-encoding: chunked") >= 0
+        if head.startswith(b"http/1.0"):
+            keep_alive = head.find(b"\r\nconnection: keep-alive") >= 0
+        else:
+            keep_alive = head.find(b"\r\nconnection: close") < 0
         start = end + 4
         if chunked:
             total = _chunked_end(self.buf, start)
