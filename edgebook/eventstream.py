@@ -29,15 +29,19 @@ class EventStream:
         self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
         try:
             self._conn.request("GET", (parts.path.rstrip("/") or "") + "/api/events",
                                headers={"Authorization": f"Bearer {token}",
                                         "Accept": "text/event-stream"})
+            # http.client lets go of the socket once a streamed response owns it; keep it
+            # so close() can shut it down and wake the reading thread.
+            self._sock = self._conn.sock
             self._response = self._conn.getresponse()
             if self._response.status != 200:
                 body = self._response.read(2000).decode("utf-8", "replace")
                 raise EventStreamError(f"event stream answered {self._response.status}: {body}")
-            self._conn.sock.settimeout(None)  # the stream is quiet between builds
+            self._sock.settimeout(None)  # the stream is quiet between builds
             hello = next(self._events(), None)
         except (OSError, http.client.HTTPException) as exc:
             self._conn.close()
@@ -78,7 +82,7 @@ class EventStream:
 
     def close(self) -> None:
         self._closed.set()
-        sock = self._conn.sock
+        sock = self._sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -86,6 +90,7 @@ class EventStream:
                 pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
+        self._response.close()
         self._conn.close()
 
     def __enter__(self) -> "EventStream":

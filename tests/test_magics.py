@@ -181,8 +181,21 @@ def run(key, code):
                     "outputs": [o.data.get("text/plain", "") for o in cap.outputs]}
 
 src = json.loads(sys.argv[1])
+os.environ["JPY_SESSION_NAME"] = os.path.join(os.getcwd(), "notes", "demo.ipynb")
+os.environ["EDGEBOOK_SERVER_ROOT"] = os.getcwd()
+ip.parent_header = {"metadata": {"cellId": "cell-42"}}
 run("deploy", "%%rust_handler GET /shell/{id} --name shell_hello --workers 2\n" + src["hello"])
 run("request", "r = %rust_request GET /shell/7\nprint(r.json()['path'], r.status)")
+from edgebook import session
+results["origin"] = session.current().admin.endpoint("shell_hello").get("origin")
+from edgebook.cells import DeployedEndpoint
+from edgebook.tryit import TryIt
+endpoint = session.current().admin.endpoint("shell_hello")
+tryit = TryIt(DeployedEndpoint(name="shell_hello", method="GET", path="/shell/{id}",
+                               url=endpoint["url"], revision=None), session.current())
+tryit.path.value = "/shell/5"
+tryit._send()
+results["tryit"] = [o["data"]["text/plain"] for o in tryit.output.outputs]
 run("post", "%rust_request POST /shell/7 {\"a\": 1}")
 run("broken", "%%rust_handler GET /shell/{id} --name shell_hello\n" + src["broken"])
 run("still", "r = %rust_request GET /shell/8\nprint(r.status, r.json()['path'])")
@@ -213,6 +226,8 @@ def test_magics_through_interactive_shell(project):
     assert "http://127.0.0.1:" in r["deploy"]["outputs"][0] and "/shell/1" in \
         r["deploy"]["outputs"][0]
     assert "/shell/7 200" in r["request"]["stdout"]
+    assert r["origin"] == {"notebook": os.path.join("notes", "demo.ipynb"), "cell_id": "cell-42"}
+    assert len(r["tryit"]) == 1 and r["tryit"][0].startswith("HTTP 200 OK  GET /shell/5")
     assert "HTTP 405 Method Not Allowed  POST /shell/7" in r["post"]["stdout"]
     assert r["broken"]["error"] == "BuildFailedError"
     assert "keeps serving" in json.dumps(r["broken"])
@@ -225,3 +240,32 @@ def test_magics_through_interactive_shell(project):
     assert "shell_hello: removed" in r["rm"]["stdout"]
     for key in ("bad_method", "bad_path", "empty", "no_name", "bench_remote"):
         assert r[key]["error"] == "UsageError", (key, r[key])
+
+
+INTERRUPT_SCRIPT = r"""
+import json, os, signal, sys, threading, time
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "edgebook")
+ip.run_line_magic("edgebook", "status")  # the gateway is found before the clock starts
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+started = time.monotonic()
+result = ip.run_cell("%%rust_handler GET /slow\n" + sys.argv[1])
+print(json.dumps({"error": type(result.error_in_exec).__name__,
+                  "seconds": time.monotonic() - started}))
+"""
+
+
+def test_interrupt_stops_waiting_for_a_build(project):
+    arms = "\n".join(f'        {i} => "{i:x}".len() as u64 * {i},' for i in range(3000))
+    slow = HELLO.replace("handler_loop!(handle);", "#[allow(dead_code)]\nfn big(n: u64) -> u64 "
+                         f"{{\n    match n {{\n{arms}\n        _ => 0,\n    }}\n}}\n\n"
+                         "handler_loop!(handle);")
+    env = kernel_env(EDGEBOOK_DATA_DIR=str(project / ".edgebook"))
+    out = subprocess.run([sys.executable, "-c", INTERRUPT_SCRIPT, slow], capture_output=True,
+                         text=True, env=env, timeout=600, cwd=project)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["error"] == "KeyboardInterrupt"
+    assert result["seconds"] < 3.0  # the build alone takes longer than that
+    assert "interrupted: stopped waiting for 'get_slow'" in out.stderr
