@@ -26,14 +26,20 @@ def history(name: str | None = None):
 
 def replay(n: int = -1):
     """Send request ``n`` of :func:`history` again (default: the last one)."""
-    from . import session
-    return session.current().history.replay(n)
+    return _history().replay(n)
 
 
 def curl(n: int = -1) -> str:
     """Request ``n`` of :func:`history` as a curl command (default: the last one)."""
+    return _history().curl(n)
+
+
+def _history():
     from . import session
-    return session.current().history.curl(n)
+    current = session.peek()
+    if current is None:
+        raise IndexError("no requests sent yet: the history is empty")
+    return current.history
 
 
 def load_ipython_extension(ipython):
@@ -50,3 +56,16 @@ def unload_ipython_extension(ipython):
 def _jupyter_server_extension_points():
     from .serverextension import EdgebookExtension
     return [{"module": "edgebook.serverextension", "app": EdgebookExtension}]
+
+
+def _load_into_running_ipython() -> None:
+    """``import edgebook`` inside IPython or a notebook also loads the magics."""
+    import sys
+    ipython_mod = sys.modules.get("IPython")
+    shell = ipython_mod.get_ipython() if ipython_mod is not None else None
+    if shell is not None and "rust_handler" not in shell.magics_manager.magics["cell"]:
+        from .magics import load_ipython_extension as load
+        load(shell)  # registered directly, so a later %load_ext edgebook is quiet too
+
+
+_load_into_running_ipython()

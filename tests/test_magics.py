@@ -269,3 +269,15 @@ def test_interrupt_stops_waiting_for_a_build(project):
     assert result["error"] == "KeyboardInterrupt"
     assert result["seconds"] < 3.0  # the build alone takes longer than that
     assert "interrupted: stopped waiting for 'get_slow'" in out.stderr
+
+
+def test_import_in_ipython_registers_the_magics():
+    script = ("from IPython.core.interactiveshell import InteractiveShell\n"
+              "ip = InteractiveShell.instance()\n"
+              "ip.run_cell('import edgebook')\n"
+              "print(sorted(n for n in ip.magics_manager.magics['line'] "
+              "if n in ('edgebook', 'rust_request', 'rust_bench')),\n"
+              "      'rust_handler' in ip.magics_manager.magics['cell'])\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=kernel_env(), timeout=60)
+    assert out.stdout.strip() == "['edgebook', 'rust_bench', 'rust_request'] True", out.stderr
