@@ -25,6 +25,7 @@ from typing import Callable
 from .errors import GatewayError
 from .logring import LogRing
 from .protocol import DEFAULT_MAX_FRAME
+from .sandbox import Limits
 from .worker import ServiceHandler, WorkerGoneError, WorkerProcess, WorkerStartError, not_bound
 
 log = logging.getLogger("edgebook.pool")
@@ -35,7 +36,8 @@ MiB = 1024 * 1024
 @dataclass
 class EndpointConfig:
     """What an endpoint is and how it runs. ``env`` is added to the worker's scrubbed
-    environment; ``timeout`` bounds each request in a worker and each wait in the queue."""
+    environment; ``timeout`` bounds each request in a worker and each wait in the queue;
+    ``limits`` are each worker's resource limits (see ``edgebook.sandbox``)."""
 
     name: str
     method: str
@@ -49,6 +51,7 @@ class EndpointConfig:
     env: dict[str, str] = field(default_factory=dict)
     start_timeout: float = 10.0
     drain_timeout: float = 30.0
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self):
         if self.workers < 1:

@@ -28,6 +28,7 @@ from .metrics import EndpointMetrics
 from .pool import CRASH_LOOPING, RUNNING, EndpointConfig, RestartPolicy, WorkerPool
 from .protocol import DEFAULT_MAX_FRAME
 from .router import Match, Route, RouteConflictError, Router
+from .sandbox import Sandbox, SandboxError
 from .worker import WorkerStartError
 
 __all__ = ["DeployError", "EndpointConfig", "RestartPolicy", "Supervisor", "ENDPOINT_STATES"]
@@ -99,8 +100,11 @@ class Supervisor:
                  on_event: EventCallback | None = None, base_env: dict[str, str] | None = None,
                  policy: RestartPolicy | None = None, max_frame: int = DEFAULT_MAX_FRAME,
                  log_lines: int = 2000, max_log_line: int = 4096,
-                 on_request_done: Callable[[str], None] | None = None):
+                 on_request_done: Callable[[str], None] | None = None,
+                 sandbox: Sandbox | None = None):
         self.router = Router()
+        # Every worker starts through the sandbox's launcher (limits, user, parent death).
+        self._sandbox = sandbox if sandbox is not None else Sandbox.default()
         # Called with a request id once its response (or failure) is known; the services
         # layer uses it to roll back a transaction the request left open.
         self._on_request_done = on_request_done
@@ -171,8 +175,15 @@ class Supervisor:
                 endpoint.config = config
                 self.router.set(route)  # so clients see 503 "starting", not 404
                 self._set_state(endpoint, "starting", None, revision)
+            env = self._worker_env(config, revision)
+            try:
+                argv = await asyncio.to_thread(self._sandbox.wrap, binary_argv, config.limits,
+                                               chdir=env.get("HOME") or "/")
+            except SandboxError as exc:
+                self._deploy_failed(endpoint, revision, str(exc), [], serving)
+                raise DeployError(str(exc)) from None
             pool = WorkerPool(
-                config, binary_argv, revision=revision, env=self._worker_env(config, revision),
+                config, argv, revision=revision, env=env,
                 log_ring=endpoint.log,
                 service_handler=functools.partial(self._service_handler, config.name),
                 policy=self._policy, max_frame=self._max_frame,
