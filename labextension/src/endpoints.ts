@@ -31,7 +31,13 @@ import {
   stateTone,
   toView
 } from './model';
-import { IEndpoint, IEndpointList, IGatewayEvent, IMetricsSnapshot } from './tokens';
+import {
+  IEndpoint,
+  IEndpointList,
+  IGatewayEvent,
+  IMetricsResponse,
+  IMetricsSnapshot
+} from './tokens';
 
 /** What the list asks its host to do (open views, jump to cells, fill the builder). */
 export interface IEndpointActions {
@@ -185,7 +191,10 @@ async function addMetrics(endpoint: IEndpoint): Promise<void> {
     return;
   }
   try {
-    endpoint.metrics = await requestAPI<IMetricsSnapshot>(endpointPath(endpoint.name, 'metrics'));
+    const data = await requestAPI<IMetricsSnapshot | IMetricsResponse>(
+      endpointPath(endpoint.name, 'metrics')
+    );
+    endpoint.metrics = 'latency_ms' in data ? data : data.metrics;
   } catch {
     endpoint.metrics = null;
   }
@@ -237,8 +246,10 @@ export class EndpointList extends Widget {
       h(
         'p',
         {},
-        'Run a notebook cell like this one (in a Python kernel) to compile a Rust handler ' +
-          'into a live HTTP endpoint; it appears here as soon as it builds.'
+        'In a Python notebook, run ',
+        h('code', {}, '%load_ext edgebook'),
+        ', then a cell like this one: its Rust body compiles into a live HTTP endpoint ' +
+          'that appears here as soon as it builds.'
       ),
       h('div', { class: 'eb-SnippetBox' }, snippet, copySnippet)
     );

@@ -74,6 +74,9 @@ function sumCounts(value: unknown): number {
 }
 
 function numberOrNull(value: unknown): number | null {
+  if (typeof value === 'string' && /^\d+(\.\d+)?$/.test(value)) {
+    return Number(value);
+  }
   return typeof value === 'number' && Number.isFinite(value) ? value : null;
 }
 
@@ -395,21 +398,151 @@ export function checkJson(text: string): IJsonCheck {
   if (!text.trim()) {
     return { ok: true, message: null };
   }
-  try {
-    JSON.parse(text);
+  const problem = findJsonError(text);
+  if (!problem) {
     return { ok: true, message: null };
-  } catch (err) {
-    const raw = err instanceof Error ? err.message : String(err);
-    const match = /position (\d+)/.exec(raw);
-    if (match) {
-      const offset = Number(match[1]);
-      const before = text.slice(0, offset).split('\n');
-      const line = before.length;
-      const column = before[before.length - 1].length + 1;
-      const reason = raw.replace(/ in JSON at position \d+.*$/, '').replace(/\s*\(line.*$/, '');
-      return { ok: false, message: `line ${line}, column ${column}: ${reason}` };
+  }
+  const before = text.slice(0, problem.offset).split('\n');
+  const line = before.length;
+  const column = before[before.length - 1].length + 1;
+  return { ok: false, message: `line ${line}, column ${column}: ${problem.reason}` };
+}
+
+/**
+ * The first syntax error in `text` as JSON (RFC 8259), or null when it is valid.
+ * Browsers word JSON.parse errors differently and some omit the position, so the position
+ * comes from this small scanner instead.
+ */
+export function findJsonError(text: string): { offset: number; reason: string } | null {
+  let i = 0;
+  const fail = (reason: string): never => {
+    throw { offset: i, reason };
+  };
+  const ws = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i])) {
+      i++;
     }
-    return { ok: false, message: raw };
+  };
+  const describe = () => (i >= text.length ? 'unexpected end of input' : `unexpected ${JSON.stringify(text[i])}`);
+  const literal = (word: string) => {
+    if (text.startsWith(word, i)) {
+      i += word.length;
+    } else {
+      fail(describe());
+    }
+  };
+  const string = () => {
+    i++; // opening quote
+    while (i < text.length && text[i] !== '"') {
+      const c = text.charCodeAt(i);
+      if (c < 0x20) {
+        fail('control character in string');
+      }
+      if (text[i] === '\\') {
+        i++;
+        if (text[i] === 'u') {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) {
+            fail('bad \\u escape');
+          }
+          i += 4;
+        } else if (!'"\\/bfnrt'.includes(text[i] ?? '')) {
+          fail('bad escape');
+        }
+      }
+      i++;
+    }
+    if (i >= text.length) {
+      fail('unterminated string');
+    }
+    i++;
+  };
+  const number = () => {
+    const match = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
+    if (!match || !match[0] || match[0] === '-') {
+      fail(describe());
+    }
+    i += match![0].length;
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      ws();
+      if (text[i] === '}') {
+        i++;
+        return;
+      }
+      for (;;) {
+        ws();
+        if (text[i] !== '"') {
+          fail(text[i] === '}' ? 'trailing comma' : `expected a quoted key, ${describe()}`);
+        }
+        string();
+        ws();
+        if (text[i] !== ':') {
+          fail(`expected ":", ${describe()}`);
+        }
+        i++;
+        value();
+        ws();
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === '}') {
+          i++;
+          return;
+        }
+        fail(`expected "," or "}", ${describe()}`);
+      }
+    } else if (c === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') {
+        i++;
+        return;
+      }
+      for (;;) {
+        ws();
+        if (text[i] === ']') {
+          fail('trailing comma');
+        }
+        value();
+        ws();
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === ']') {
+          i++;
+          return;
+        }
+        fail(`expected "," or "]", ${describe()}`);
+      }
+    } else if (c === '"') {
+      string();
+    } else if (c === 't') {
+      literal('true');
+    } else if (c === 'f') {
+      literal('false');
+    } else if (c === 'n') {
+      literal('null');
+    } else if (c === '-' || (c >= '0' && c <= '9')) {
+      number();
+    } else {
+      fail(describe());
+    }
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) {
+      fail(`unexpected ${JSON.stringify(text[i])} after the value`);
+    }
+    return null;
+  } catch (error) {
+    return error as { offset: number; reason: string };
   }
 }
 

@@ -48,11 +48,11 @@ export interface IEndpointMetrics {
   p99: number | null;
 }
 
-/** `GET /edgebook/api/endpoints/{name}/metrics` (the gateway's `EndpointMetrics.snapshot`). */
+/** The gateway's `EndpointMetrics.snapshot` plus the supervisor's fields. */
 export interface IMetricsSnapshot {
   name?: string;
   state?: string;
-  revision?: number | null;
+  revision?: number | string | null;
   inflight?: number;
   queue_depth?: number;
   requests: number;
@@ -64,6 +64,12 @@ export interface IMetricsSnapshot {
     p90: number | null;
     p99: number | null;
   };
+}
+
+/** `GET /edgebook/api/endpoints/{name}/metrics`: the snapshot under `metrics`. */
+export interface IMetricsResponse {
+  name: string;
+  metrics: IMetricsSnapshot;
 }
 
 /** The last build, as the gateway's endpoint view reports it. */
@@ -82,7 +88,7 @@ export interface IWorker {
   state: string;
   inflight: number;
   served: number;
-  revision: number | null;
+  revision: number | string | null;
 }
 
 /** What the supervisor knows about a deployed endpoint (the gateway's `runtime`). */
@@ -90,7 +96,8 @@ export interface IRuntime {
   name: string;
   state: string;
   reason: string | null;
-  revision: number | null;
+  /** A number; some gateway versions send it as a string. */
+  revision: number | string | null;
   route: { method: string; path: string; domain: string | null };
   workers: IWorker[];
   workers_wanted: number;

@@ -8,6 +8,7 @@ import {
   endpointUrl,
   errorMessage,
   errorRate,
+  findJsonError,
   formatCount,
   formatMs,
   formatPercent,
@@ -131,7 +132,7 @@ describe('toView with the gateway admin API shape', () => {
         name: 'hello',
         state: 'running',
         reason: null,
-        revision: 4,
+        revision: '4',
         route: { method: 'GET', path: '/hello', domain: null },
         workers: [
           { pid: 1, state: 'ready', inflight: 0, served: 1, revision: 4 },
@@ -329,8 +330,32 @@ describe('request builder helpers', () => {
     expect(checkJson('')).toEqual({ ok: true, message: null });
     expect(checkJson('{"a": [1, 2]}')).toEqual({ ok: true, message: null });
     const bad = checkJson('{\n  "a": 1,\n  oops\n}');
-    expect(bad.ok).toBe(false);
-    expect(bad.message).toMatch(/^line 3, column 3: /);
+    expect(bad).toEqual({ ok: false, message: 'line 3, column 3: expected a quoted key, unexpected "o"' });
+    expect(checkJson('{"a": }').message).toBe('line 1, column 7: unexpected "}"');
+  });
+
+  it('finds JSON errors where JSON.parse does, whatever the engine says', () => {
+    const valid = ['0', '-1.5e3', '"\\u00e9\\n"', '[]', '{}', '[1, [true, false, null], {"a": {"b": "c"}}]', ' {"x" : 1 } '];
+    for (const text of valid) {
+      expect(findJsonError(text), text).toBeNull();
+      expect(() => JSON.parse(text)).not.toThrow();
+    }
+    const invalid: [string, number, string][] = [
+      ['[1, 2,]', 6, 'trailing comma'],
+      ['{"a": 1,}', 8, 'trailing comma'],
+      ['{"a" 1}', 5, 'expected ":", unexpected "1"'],
+      ['[1 2]', 3, 'expected "," or "]", unexpected "2"'],
+      ['"abc', 4, 'unterminated string'],
+      ['01', 1, 'unexpected "1" after the value'],
+      ['tru', 0, 'unexpected "t"'],
+      ['{"a": "b\\x"}', 9, 'bad escape'],
+      ['[', 1, 'unexpected end of input'],
+      ["{'a': 1}", 1, 'expected a quoted key, unexpected "\'"']
+    ];
+    for (const [text, offset, reason] of invalid) {
+      expect(findJsonError(text), text).toEqual({ offset, reason });
+      expect(() => JSON.parse(text), text).toThrow();
+    }
   });
 
   it('pretty-prints JSON bodies only', () => {
