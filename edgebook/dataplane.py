@@ -9,6 +9,7 @@ JSON shape of ``edgebook.errors`` and always carry ``X-Request-Id``.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import socket
@@ -35,8 +36,10 @@ class DataPlaneHandler(web.RequestHandler):
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
-    def initialize(self, supervisor) -> None:
+    def initialize(self, supervisor, api_document=None, api_document_path=None) -> None:
         self.supervisor = supervisor
+        self.api_document = api_document
+        self.api_document_path = api_document_path
         self.request_id = ""
         self._chunks: list[bytes] = []
         self._size = 0
@@ -59,6 +62,10 @@ class DataPlaneHandler(web.RequestHandler):
         try:
             match, config = self.supervisor.route(request.method, request.path, request.host)
         except GatewayError as exc:
+            if exc.status in (404, 405) and request.path == self.api_document_path \
+                    and request.method in ("GET", "HEAD") and self.api_document is not None:
+                self._send_api_document()  # no endpoint answers this: the document does
+                return
             if _has_body(request.headers):
                 self.send_gateway_error(exc)  # now, and the connection closes unread
             else:
@@ -135,6 +142,14 @@ class DataPlaneHandler(web.RequestHandler):
         else:
             self.finish(body)
 
+    def _send_api_document(self) -> None:
+        request = self.request
+        document = self.api_document(f"{request.protocol}://{request.host}")
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Request-Id", self.request_id)
+        self.finish(json.dumps(document) if request.method == "GET" else None)
+
     def send_gateway_error(self, error: GatewayError) -> None:
         """Answer with the one JSON error shape; log the detail on the gateway's side."""
         if error.status >= 500:
@@ -184,15 +199,22 @@ def _add_multi(frame: dict, single: str, multi: str, items: dict[str, list[str]]
         frame[multi] = items
 
 
-def make_dataplane_app(supervisor, *, log_function=None, **settings) -> web.Application:
+def make_dataplane_app(supervisor, *, log_function=None, api_document=None,
+                       api_document_path: str | None = "/openapi.json",
+                       **settings) -> web.Application:
     """The data-plane Application: every path goes to ``DataPlaneHandler``.
 
     ``log_function`` replaces Tornado's access log (pass ``lambda handler: None`` to skip
-    it on the hot path).
+    it on the hot path). ``api_document(base_url) -> dict``, when given, answers
+    ``GET api_document_path`` with the OpenAPI document of the endpoints, but only when no
+    endpoint routes that method and path: a user's route always wins.
     """
     if log_function is not None:
         settings["log_function"] = log_function
-    return web.Application([(r".*", DataPlaneHandler, {"supervisor": supervisor})],
+    handler_args = {"supervisor": supervisor}
+    if api_document is not None and api_document_path:
+        handler_args.update(api_document=api_document, api_document_path=api_document_path)
+    return web.Application([(r".*", DataPlaneHandler, handler_args)],
                            compress_response=False, **settings)
 
 

@@ -41,6 +41,8 @@ ENDPOINT_STATES = ("created", "starting", "running", "crash_looping", "stopped",
 #: ``async (endpoint_name, service_call_frame) -> {"ok": ..., "result"|"error": ...}``
 ServiceHandler = Callable[[str, dict], Awaitable[dict]]
 EventCallback = Callable[[dict], None]
+#: ``(endpoint_name, revision, request_frame, response_frame | GatewayError) -> None``
+ResponseObserver = Callable[[str, str, dict, "dict | GatewayError"], None]
 
 
 class DeployError(Exception):
@@ -101,6 +103,7 @@ class Supervisor:
                  policy: RestartPolicy | None = None, max_frame: int = DEFAULT_MAX_FRAME,
                  log_lines: int = 2000, max_log_line: int = 4096,
                  on_request_done: Callable[[str], None] | None = None,
+                 on_response: ResponseObserver | None = None,
                  sandbox: Sandbox | None = None):
         self.router = Router()
         # Every worker starts through the sandbox's launcher (limits, user, parent death).
@@ -108,6 +111,9 @@ class Supervisor:
         # Called with a request id once its response (or failure) is known; the services
         # layer uses it to roll back a transaction the request left open.
         self._on_request_done = on_request_done
+        # Called with (endpoint, revision, request frame, response frame or GatewayError)
+        # for every request a running revision answered; must be cheap (hot path).
+        self._on_response = on_response
         self._endpoints: dict[str, _Endpoint] = {}
         self._service_handler = service_handler
         self._on_event = on_event
@@ -132,13 +138,17 @@ class Supervisor:
         if endpoint is None:
             raise GatewayError(404, "not_found", f"no endpoint named {name!r}")
         started = time.perf_counter()
+        pool = None
         try:
             state = endpoint.state
             if state != "running" and state != "crash_looping":
                 raise endpoint.unavailable()
-            response = await endpoint.pool.handle(frame)
+            pool = endpoint.pool
+            response = await pool.handle(frame)
         except GatewayError as exc:
             endpoint.metrics.record(time.perf_counter() - started, exc.status, exc.error_type)
+            if pool is not None and self._on_response is not None:
+                self._observe(name, pool.revision, frame, exc)
             raise
         finally:
             if self._on_request_done is not None:
@@ -146,7 +156,16 @@ class Supervisor:
         status = response.get("status")
         endpoint.metrics.record(time.perf_counter() - started,
                                 status if isinstance(status, int) else 502)
+        if self._on_response is not None:
+            self._observe(name, pool.revision, frame, response)
         return response
+
+    def _observe(self, name: str, revision: str, frame: dict,
+                 response: dict | GatewayError) -> None:
+        try:
+            self._on_response(name, revision, frame, response)
+        except Exception:
+            log.exception("on_response callback failed for %s", name)
 
     # -- life cycle ------------------------------------------------------------------
 
