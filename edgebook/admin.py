@@ -303,9 +303,9 @@ class RevisionsHandler(AdminHandler):
 
 class ServicesHandler(AdminHandler):
     def get(self) -> None:
-        self.send({"services": [s.to_public_dict() for s in self.gateway.registry.services()]})
+        self.send({"services": self.gateway.describe_services()})
 
-    def post(self) -> None:
+    async def post(self) -> None:
         body = self.json_body()
         name = body.get("name")
         if not isinstance(name, str):
@@ -316,14 +316,14 @@ class ServicesHandler(AdminHandler):
             pass
         else:
             raise GatewayError(409, "exists", f"service {name!r} already exists")
-        self.send(_put_service(self.gateway, name, body).to_public_dict(), 201)
+        self.send((await _put_service(self.gateway, name, body)).to_public_dict(), 201)
 
 
-def _put_service(gateway: Gateway, name: str, body: dict[str, Any]):
+async def _put_service(gateway: Gateway, name: str, body: dict[str, Any]):
     kind = body.get("kind")
     if not isinstance(kind, str) or not kind:
         raise GatewayError(400, "missing_field", "missing field: kind (e.g. 'sqlite')")
-    return gateway.put_service(name, kind, body.get("config") or {})
+    return await gateway.put_service(name, kind, body.get("config") or {})
 
 
 class ServiceHandler(AdminHandler):
@@ -333,11 +333,11 @@ class ServiceHandler(AdminHandler):
         data["endpoints"] = self.gateway.registry.bound_endpoints(name)
         self.send(data)
 
-    def put(self, name: str) -> None:
-        self.send(_put_service(self.gateway, name, self.json_body()).to_public_dict())
+    async def put(self, name: str) -> None:
+        self.send((await _put_service(self.gateway, name, self.json_body())).to_public_dict())
 
-    def delete(self, name: str) -> None:
-        self.gateway.registry.delete_service(name)
+    async def delete(self, name: str) -> None:
+        await self.gateway.delete_service(name)
         self.set_status(204)
         self.clear_header("Content-Type")
         self.finish()

@@ -260,7 +260,8 @@ class Gateway:
     def __init__(self, config: GatewayConfig, *, registry: Registry | None = None,
                  builder: Any = None, supervisor_factory: Callable[..., Any] | None = None,
                  service_handler: Callable[..., Any] | None = None,
-                 build_request: Callable[..., Any] | None = None, role: str = "primary"):
+                 build_request: Callable[..., Any] | None = None, role: str = "primary",
+                 services: Any = None):
         if role not in ("primary", "follower"):
             raise ValueError(f"unknown gateway role {role!r}")
         self.config = config
@@ -271,6 +272,7 @@ class Gateway:
         self.builder = builder
         self._supervisor_factory = supervisor_factory
         self._service_handler = service_handler
+        self.services = services  # a ServiceManager; created at start unless given
         self._build_request = build_request
         self.supervisor: Any = None
         self.started = 0.0
@@ -283,6 +285,7 @@ class Gateway:
         self._stopping = False
         self.followers: Any = None  # set by the multi-process launcher (primary only)
         self.last_builds: dict[str, dict] = {}
+        self._service_configs: dict[str, tuple[str, dict]] = {}
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -298,8 +301,11 @@ class Gateway:
         if self.builder is None and self.role == "primary":
             from .build import Builder
             self.builder = Builder(self.config.data_dir)
+        await self._open_services()
         factory = self._supervisor_factory or Supervisor
-        extra = {"service_handler": self._service_handler} if self._service_handler else {}
+        extra = {"service_handler": self._service_handler or self._call_service}
+        if self._supervisor_factory is None:
+            extra["on_request_done"] = self._request_done
         self.supervisor = factory(on_event=self._on_supervisor_event,
                                   base_env=self.worker_env(), max_frame=self.config.max_frame,
                                   **extra)
@@ -359,6 +365,8 @@ class Gateway:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.supervisor is not None:
             await self.supervisor.shutdown()
+        if self.services is not None:
+            await self.services.close()
         aclose = getattr(self.builder, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -455,7 +463,10 @@ class Gateway:
                                            if v is not None}
         _check_options(options)
         spec.options = options
+        known = set(self.services.names()) if self.services is not None else set()
         for service in spec.services:
+            if service in known:
+                continue
             try:
                 self.registry.get_service(service)
             except NotFoundError:
@@ -489,7 +500,7 @@ class Gateway:
             source=spec.source, deps=list(spec.deps), options=spec.options,
             origin=spec.origin, desired="running")
         record = self.registry.put_endpoint(record)
-        self.registry.set_bindings(spec.name, spec.services)
+        self.registry.set_bindings(spec.name, self._stored_services(spec.services))
         if existing is None:
             self.events.publish("endpoint_created", endpoint=spec.name)
         return await self.build(spec.name, wait=wait)
@@ -698,27 +709,90 @@ class Gateway:
 
     # -- services ------------------------------------------------------------------------
 
-    def put_service(self, name: str, kind: str, config: dict[str, Any]) -> ServiceRecord:
+    async def _open_services(self) -> None:
+        """Create the service manager and give it every stored service (no I/O yet:
+        connections are opened on first use)."""
+        if self.services is None:
+            from .services import ServiceManager
+            self.services = ServiceManager(self.config.data_dir)
+        await self._sync_services()
+
+    async def _sync_services(self) -> None:
+        """Make the service manager match the registry (at start, and on followers)."""
+        from .services import ServiceConfigError
+
+        stored = {record.name: record for record in self.registry.services()}
+        for name in set(self._service_configs) - set(stored):
+            await self.services.remove(name)
+            del self._service_configs[name]
+        for name, record in stored.items():
+            if self._service_configs.get(name) == (record.kind, record.config):
+                continue
+            try:
+                await self.services.put(name, record.kind, record.config)
+            except ServiceConfigError as exc:
+                log.warning("service %s is not usable: %s", name, exc)
+                continue
+            self._service_configs[name] = (record.kind, record.config)
+
+    def _stored_services(self, names: Sequence[str]) -> list[str]:
+        """The names that need a binding: built-in services (the embedded SQLite database,
+        local files) are open to every endpoint unless the user redefined them."""
+        stored = {record.name for record in self.registry.services()}
+        return [name for name in names if name in stored]
+
+    async def _call_service(self, endpoint: str, call: dict[str, Any]) -> dict[str, Any]:
+        """A worker's service call, checked against the endpoint's bindings."""
+        return await self.services.call(endpoint, set(self.registry.bindings(endpoint)), call)
+
+    def _request_done(self, request_id: str) -> None:
+        if self.services.has_open_transaction(request_id):
+            self._spawn(self.services.release_request(request_id))
+
+    async def put_service(self, name: str, kind: str, config: dict[str, Any]) -> ServiceRecord:
+        from .services import ServiceConfigError
+
         self._require_primary()
         if not NAME_RE.match(name):
             raise DeployRejected(400, "invalid_name", f"service name {name!r} is not valid")
         if not isinstance(config, dict):
             raise DeployRejected(400, "invalid_config", "service config must be an object")
-        return self.registry.put_service(ServiceRecord(name=name, kind=kind, config=config))
+        try:
+            self.services.check(name, kind, config)
+        except ServiceConfigError as exc:
+            raise DeployRejected(400, "invalid_config", str(exc)) from None
+        record = self.registry.put_service(ServiceRecord(name=name, kind=kind, config=config))
+        await self._sync_services()
+        await self._notify_followers()
+        return record
+
+    async def delete_service(self, name: str) -> None:
+        self._require_primary()
+        self.registry.delete_service(name)
+        await self._sync_services()
+        await self._notify_followers()
+
+    def describe_services(self) -> list[dict[str, Any]]:
+        """Every usable service, stored or built in, with secrets masked."""
+        shown = [record.to_public_dict() for record in self.registry.services()]
+        stored = {s["name"] for s in shown}
+        for name in self.services.names():
+            if name not in stored:
+                shown.append({**self.services.describe(name), "builtin": True})
+        return shown
 
     async def test_service(self, name: str) -> dict[str, Any]:
-        record = self.registry.get_service(name)
-        tester = getattr(self.supervisor, "test_service", None)
-        if tester is None:
-            return {"ok": False, "supported": False,
-                    "message": f"connection tests are not yet supported for kind "
-                               f"{record.kind!r}"}
-        return await tester(record)
+        if name not in self.services.names():
+            self.registry.get_service(name)  # NotFoundError: 404
+            return {"ok": False, "error": {"kind": "bad_request",
+                                           "message": f"service {name!r} is not usable"}}
+        return await self.services.test(name)
 
     # -- followers (multi-process) -------------------------------------------------------
 
     async def reconcile(self) -> None:
-        """Follower: make the local supervisor match the registry."""
+        """Follower: make the local supervisor and services match the registry."""
+        await self._sync_services()
         wanted = {r.name: r for r in self.registry.endpoints()}
         for name in list(self._known_names()):
             if name not in wanted:

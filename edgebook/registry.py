@@ -114,7 +114,7 @@ class ServiceRecord:
 _SECRET_KEY = re.compile(r"(pass(word)?|secret|token|credential|private|api[_-]?key|"
                          r"access[_-]?key|session)", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<at>@)")
-MASK = "********"
+MASK = "****"
 
 
 def mask_secrets(value: Any, key: str = "") -> Any:

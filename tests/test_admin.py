@@ -274,7 +274,7 @@ async def test_wait_0_answers_202_and_the_stream_reports_progress(gateway, build
 
 @gateway_test
 async def test_services_are_stored_and_masked(gateway, builder, api):
-    config = {"url": "postgres://app:hunter2@localhost/app", "password": "hunter2"}
+    config = {"dsn": "postgres://app:hunter2@127.0.0.1:9/app", "password": "hunter2"}
     code, body, _ = await api.call("POST", "/api/services", {
         "name": "db", "kind": "postgres", "config": config})
     assert code == 201 and "hunter2" not in json.dumps(body)
@@ -284,7 +284,7 @@ async def test_services_are_stored_and_masked(gateway, builder, api):
         "method": "GET", "path": "/e", "source": "", "services": ["db"]})
     assert code == 201 and body["endpoint"]["services"] == ["db"]
     code, body, _ = await api.call("GET", "/api/services/db")
-    assert body["endpoints"] == ["e"] and body["config"]["password"] == "********"
+    assert body["endpoints"] == ["e"] and body["config"]["password"] == "****"
     code, body, _ = await api.call("DELETE", "/api/services/db")
     assert code == 409 and body["error_type"] == "conflict"
     code, body, _ = await api.call("POST", "/api/services/db/test")
@@ -292,6 +292,22 @@ async def test_services_are_stored_and_masked(gateway, builder, api):
     code, body, _ = await api.call("PUT", "/api/endpoints/f", {
         "method": "GET", "path": "/f", "source": "", "services": ["nope"]})
     assert code == 400 and body["error_type"] == "unknown_service"
+
+
+@gateway_test
+async def test_service_config_is_checked_and_builtins_are_listed(gateway, builder, api):
+    code, body, _ = await api.call("POST", "/api/services", {
+        "name": "db", "kind": "postgres", "config": {"url": "postgres://x"}})
+    assert code == 400 and body["error_type"] == "invalid_config" and "dsn" in body["error"]
+    code, body, _ = await api.call("POST", "/api/services", {
+        "name": "db", "kind": "teleport", "config": {}})
+    assert code == 400 and "unknown service kind" in body["error"]
+    code, listing, _ = await api.call("GET", "/api/services")
+    builtins = {s["name"]: s["kind"] for s in listing["services"] if s.get("builtin")}
+    assert builtins.get("default") == "sqlite"
+    code, body, _ = await api.call("PUT", "/api/endpoints/g", {
+        "method": "GET", "path": "/g", "source": "", "services": ["default"]})
+    assert code == 201, body
 
 
 @gateway_test

@@ -1,0 +1,98 @@
+"""Services end to end: real Rust handlers calling SQLite and Redis through a real gateway."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+
+import pytest
+
+from servers import redis_server  # noqa: F401  (fixture)
+from test_cli import Server
+
+from edgebook.client import AdminClient
+
+pytestmark = pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is needed")
+
+PETSTORE = r'''
+use rust_edge_gateway_sdk::prelude::*;
+
+fn db() -> DbPool {
+    DbPool { pool_id: "default".to_string() }
+}
+
+fn handle(req: Request) -> Result<Response, HandlerError> {
+    db().execute("CREATE TABLE IF NOT EXISTS pets (id INTEGER PRIMARY KEY, name TEXT, status TEXT)", &[])?;
+    match req.method.as_str() {
+        "POST" => {
+            #[derive(Deserialize)]
+            struct NewPet { name: String, status: String }
+            let pet: NewPet = req.json()?;
+            db().execute("INSERT INTO pets (name, status) VALUES (?, ?)", &[&pet.name, &pet.status])?;
+            Ok(Response::created(json!({"name": pet.name})))
+        }
+        _ => {
+            let status = req.query_param("status").cloned().unwrap_or_else(|| "available".into());
+            let rows = db().query("SELECT name FROM pets WHERE status = ? ORDER BY id", &[&status])?;
+            Ok(Response::ok(json!({"pets": rows.rows})))
+        }
+    }
+}
+'''
+
+CACHE = r'''
+use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(req: Request) -> Result<Response, HandlerError> {
+    let cache = RedisPool { pool_id: "cache".to_string() };
+    let key = req.require_path_param::<String>("key")?;
+    let hits = cache.incr(&format!("hits:{}", key))?;
+    cache.set(&key, "cached")?;
+    Ok(Response::ok(json!({"hits": hits, "value": cache.get(&key)?})))
+}
+'''
+
+
+def fetch(url, data=None, method=None):
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("services-e2e") / ".edgebook")
+    yield server, AdminClient(server.info.admin_url, server.info.token)
+    server.terminate()
+
+
+def test_pet_store_on_the_embedded_sqlite_database(gateway):
+    server, client = gateway
+    client.deploy("pets", "GET", "/pets", PETSTORE)
+    client.deploy("pets_post", "POST", "/pets", PETSTORE)
+    base = server.info.url
+    for name, status in [("Rex", "available"), ("Tom", "sold"), ("Bob'; DROP TABLE pets;--", "sold")]:
+        code, body = fetch(f"{base}/pets", json.dumps({"name": name, "status": status}).encode())
+        assert code == 201, body
+    assert fetch(f"{base}/pets?status=sold") == (
+        200, {"pets": [{"name": "Tom"}, {"name": "Bob'; DROP TABLE pets;--"}]})
+    assert fetch(f"{base}/pets") == (200, {"pets": [{"name": "Rex"}]})
+    code, body = fetch(f"{base}/pets", b'{"name": 1}')
+    assert code == 400 and body["error"].startswith("Bad request: Invalid JSON")
+
+
+def test_redis_cache_needs_a_binding_then_works(gateway, redis_server):  # noqa: F811
+    server, client = gateway
+    client.put_service("cache", "redis", redis_server.config())
+    client.deploy("unbound", "GET", "/unbound/{key}", CACHE)
+    code, body = fetch(f"{server.info.url}/unbound/a")
+    assert code == 500 and "not bound" in body["error"]
+    client.deploy("cached", "GET", "/cached/{key}", CACHE, services=["cache"])
+    assert fetch(f"{server.info.url}/cached/a") == (200, {"hits": 1, "value": "cached"})
+    assert fetch(f"{server.info.url}/cached/a") == (200, {"hits": 2, "value": "cached"})
