@@ -1,4 +1,5 @@
-"""The ``edgebook`` command: serve, deploy, status, logs, stop, start, rm, prebuild.
+"""The ``edgebook`` command: serve, deploy, status, logs, stop, start, rm, prebuild, and
+openapi, import-openapi, import-bundle (see ``edgebook.openapi.commands``).
 
 ``serve`` runs a gateway in the foreground. Every other command finds the running gateway
 through the runtime file in the data dir (``--data-dir``, else ``$EDGEBOOK_DATA_DIR``, else
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         "prebuild", help="compile the SDK's dependencies into the shared target dir"))
     prebuild.add_argument("--profile", action="append", choices=["dev", "release"],
                           help="profile(s) to prebuild (default: both)")
+
+    from .openapi.commands import add_parsers as add_openapi_parsers
+    COMMANDS.update(add_openapi_parsers(sub, with_data_dir))
     return parser
 
 

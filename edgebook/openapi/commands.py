@@ -22,8 +22,8 @@ def add_parsers(sub: Any, with_data_dir: Callable) -> dict[str, Callable]:
     export.add_argument("-o", "--output", metavar="FILE",
                         help="write it to FILE (.json, or .yaml/.yml) instead of stdout")
 
-    spec = sub.add_parser("import-openapi",
-                          help="make (or update) a notebook of handler cells from a spec")
+    spec = with_data_dir(sub.add_parser(
+        "import-openapi", help="make (or update) a notebook of handler cells from a spec"))
     spec.add_argument("spec", help="an OpenAPI 3.0 or 3.1 spec (YAML or JSON)")
     spec.add_argument("-o", "--output", metavar="NOTEBOOK",
                       help="the notebook to write (default: the spec's name with .ipynb)")
