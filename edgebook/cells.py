@@ -118,10 +118,15 @@ class DeployedEndpoint:
             if self.url.endswith(self.path) else self.url
 
     @property
+    def request_method(self) -> str:
+        """The method to try the endpoint with (GET for a route that answers any)."""
+        return "GET" if self.method == "ANY" else self.method
+
+    @property
     def curl(self) -> str:
         body = b'{"hello": "edgebook"}' if self.method in ("POST", "PUT", "PATCH") else None
         headers = [("content-type", "application/json")] if body else []
-        return curl_command(self.method, self.example_url, headers, body)
+        return curl_command(self.request_method, self.example_url, headers, body)
 
     def build_note(self) -> str:
         if not self.build:

@@ -19,6 +19,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .cells import CellError, CellSpec, deploy_cell
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+ROUTE_METHODS = METHODS + ("ANY",)  # a route may answer every method
 
 
 class GatewayUnavailableError(CellError):
@@ -114,9 +115,9 @@ class RustHandlerMagics(Magics):
 
     def _spec(self, args, line: str, cell: str) -> CellSpec:
         method = args.method.upper()
-        if method not in METHODS:
+        if method not in ROUTE_METHODS:
             raise UsageError(f"%%rust_handler: unknown method {args.method!r}; "
-                             f"use one of {', '.join(METHODS)}")
+                             f"use one of {', '.join(ROUTE_METHODS)}")
         if not args.path.startswith("/"):
             raise UsageError(f"%%rust_handler: the path must start with '/', not {args.path!r}")
         if not cell.strip():

@@ -22,7 +22,7 @@ class TryIt(w.VBox):
     def __init__(self, deployed: DeployedEndpoint, session, **kwargs):
         self.deployed = deployed
         self.session = session
-        self.path = w.Text(value=example_path(deployed.path), description=deployed.method,
+        self.path = w.Text(value=example_path(deployed.path), description=deployed.request_method,
                            layout=w.Layout(width="420px"))
         self.body = w.Textarea(value='{"hello": "edgebook"}', placeholder="request body",
                                layout=w.Layout(width="420px", height="64px"))
@@ -47,7 +47,7 @@ class TryIt(w.VBox):
             except ValueError:
                 kwargs["data"] = self.body.value
         try:
-            response = request(self.deployed.method, self.path.value, session=self.session,
+            response = request(self.deployed.request_method, self.path.value, session=self.session,
                                **kwargs)
         except Exception as exc:  # shown in the widget; the kernel carries on
             self.output.outputs = ()

@@ -1,0 +1,108 @@
+"""Cell-level pieces that need no gateway: names, diagnostics at cell lines, progress steps."""
+
+import pytest
+
+from edgebook.cells import (BuildFailedError, CellSpec, DeployedEndpoint, build_failure,
+                            default_name, example_path, shift_diagnostics)
+from edgebook.progress import step_of, widgets_wanted
+
+SOURCE = 'fn handle(req: Request) -> Response {\n    Response::ok(json!({"p": req.pathx}))\n}\n'
+DIAGNOSTIC = {
+    "level": "error", "message": "no field `pathx` on type `Request`", "code": "E0609",
+    "line": 2, "column": 35, "end_line": 2, "end_column": 40, "rendered": "",
+    "labels": [{"line": 2, "column": 35, "end_line": 2, "end_column": 40,
+                "label": "unknown field", "primary": True}],
+    "children": [{"level": "help", "message": "a field with a similar name exists", "line": 2,
+                  "column": 35, "suggestion": "path"}],
+    "generated": False,
+}
+
+
+@pytest.mark.parametrize("method, path, name", [
+    ("GET", "/hello", "get_hello"),
+    ("POST", "/users/{id}/posts", "post_users_id_posts"),
+    ("GET", "/", "get_root"),
+    ("DELETE", "/a-b/c.d", "delete_a_b_c_d"),
+])
+def test_default_names(method, path, name):
+    assert default_name(method, path) == name
+    assert CellSpec(method=method.lower(), path=path, source="x").name == name
+
+
+def test_example_paths():
+    assert example_path("/users/{id}/posts/{post_id}") == "/users/1/posts/1"
+    assert example_path("/files/{name}") == "/files/name"
+
+
+def test_shift_moves_every_line_number():
+    [shifted] = shift_diagnostics([DIAGNOSTIC], 1)
+    assert shifted["line"] == 3 and shifted["end_line"] == 3
+    assert shifted["labels"][0]["line"] == 3 and shifted["children"][0]["line"] == 3
+    assert DIAGNOSTIC["line"] == 2  # the input is left alone
+
+
+def test_build_failure_renders_at_the_cells_lines():
+    spec = CellSpec(method="GET", path="/p", source=SOURCE, header="%%rust_handler GET /p\n")
+    error = build_failure(spec, {
+        "build": {"diagnostics": [DIAGNOSTIC], "status": "failed"},
+        "endpoint": {"reason": "build failed: no field; revision 4 keeps serving"}})
+    assert isinstance(error, BuildFailedError)
+    assert error.message == "the handler 'get_p' did not compile (1 error); revision 4 keeps serving"
+    assert "--> cell line 3, column 35" in error.rendered
+    assert '3 |     Response::ok(json!({"p": req.pathx}))' in error.rendered
+    assert "unknown field" in error.rendered
+    lines = error._render_traceback_()
+    assert "BuildFailedError" in lines[0] and not any("Traceback" in line for line in lines)
+
+
+def test_build_failure_without_diagnostics_shows_the_log():
+    spec = CellSpec(method="GET", path="/p", source=SOURCE)
+    error = build_failure(spec, {"build": {"diagnostics": [], "status": "timeout",
+                                           "log": "cargo: build timed out"}})
+    assert "(timeout)" in error.message and "timed out" in error.rendered
+
+
+def test_deployed_endpoint_displays():
+    ep = DeployedEndpoint(name="get_users_id", method="GET", path="/users/{id}",
+                          url="http://127.0.0.1:9/users/{id}", revision=2,
+                          build={"cached": False, "duration": 0.5, "profile": "dev"},
+                          proxy_url="/edgebook/proxy/users/1")
+    assert ep.curl == "curl -sS -i http://127.0.0.1:9/users/1"
+    assert ep.summary() == "endpoint get_users_id | revision 2 | built in 0.50 s (dev)"
+    assert "/edgebook/proxy/users/1" in ep._repr_html_()
+    post = DeployedEndpoint(name="p", method="POST", path="/p", url="http://127.0.0.1:9/p",
+                            revision=1)
+    assert "--data-raw" in post.curl and "-X POST" in post.curl
+    assert DeployedEndpoint(name="a", method="ANY", path="/a", url="http://h/a",
+                            revision=1).request_method == "GET"
+
+
+def test_progress_steps_from_gateway_events():
+    assert step_of({"type": "build", "phase": "started", "profile": "dev"}) == (1, "building (dev)")
+    assert step_of({"type": "build", "phase": "progress", "stage": "compiling",
+                    "crate": "serde"}) == (3, "compiling serde")
+    assert step_of({"type": "build", "phase": "finished", "ok": True, "cached": True})[1] \
+        == "unchanged: using the cached binary"
+    assert step_of({"type": "build", "phase": "finished", "ok": False})[1] == "build failed"
+    assert step_of({"type": "state", "state": "running"}) == (7, "running")
+    assert step_of({"type": "runtime"}) is None
+
+
+class FakeShell:
+    def __init__(self, kernel=None, parent_header=None):
+        self.kernel = kernel
+        self.parent_header = parent_header or {}
+
+
+def test_widgets_only_with_a_live_frontend(monkeypatch):
+    monkeypatch.delenv("EDGEBOOK_WIDGETS", raising=False)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert not widgets_wanted(None)
+    assert not widgets_wanted(FakeShell())  # terminal IPython
+    assert not widgets_wanted(FakeShell(kernel=object()))  # nbclient / nbval
+    assert widgets_wanted(FakeShell(kernel=object(),
+                                    parent_header={"metadata": {"cellId": "c1"}}))
+    monkeypatch.setenv("JPY_SESSION_NAME", "/x/y.ipynb")
+    assert widgets_wanted(FakeShell(kernel=object()))
+    monkeypatch.setenv("EDGEBOOK_WIDGETS", "0")
+    assert not widgets_wanted(FakeShell(kernel=object()))
