@@ -1,7 +1,8 @@
 // A worker that speaks the protocol itself and breaks it on request: GET /raw/{mode}.
 // Modes: ok, malformed, wrong_id, duplicate, oversized, stdout_spam, slow_drip, and two
 // that arm the worker for the *next* request: arm_exit_before_read (it exits without
-// reading it) and arm_ignore_stdin (it never reads it).
+// reading it) and arm_ignore_stdin (it never reads it). FAULT_AT_START=before_ready makes
+// it exit before its ready frame, FAULT_AT_START=after_ready right after it.
 use edgebook_sdk::frame::{read_frame, Frame, Ready, RequestFrame, ResponseFrame};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -42,7 +43,15 @@ fn wait_readable() {
 fn main() {
     let mut input = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
+    let at_start = std::env::var("FAULT_AT_START").unwrap_or_default();
+    if at_start == "before_ready" {
+        eprintln!("faults_raw: exiting before the ready frame, as asked");
+        std::process::exit(3);
+    }
     send(&mut out, &Frame::Ready(Ready::current()).encode());
+    if at_start == "after_ready" {
+        std::process::exit(4);
+    }
     loop {
         let request: RequestFrame = match read_frame(&mut input as &mut dyn Read, 1 << 20) {
             Ok(Some(Frame::Request(r))) => r,
