@@ -45,6 +45,11 @@ export interface IEndpointActions {
   openSource(view: IEndpointView): void;
   jumpToOrigin(view: IEndpointView): void;
   tryRequest(view: IEndpointView): void;
+  /**
+   * An endpoint is being deleted (`pending`), was deleted (`gone`), or its deletion failed
+   * (`kept`); views of it stop or resume asking the server about it.
+   */
+  deleting(name: string, phase: 'pending' | 'gone' | 'kept'): Promise<void> | void;
 }
 
 export interface IEndpointListOptions {
@@ -305,6 +310,7 @@ export class EndpointList extends Widget {
     const diff = diffEndpoints(this._views, views);
     const byName = new Map(views.map(v => [v.name, v]));
     for (const name of diff.removed) {
+      void this.actions.deleting(name, 'gone');
       this._rows.get(name)?.node.remove();
       this._rows.delete(name);
       this._views.delete(name);
@@ -354,9 +360,12 @@ export class EndpointList extends Widget {
     if (!result.button.accept) {
       return;
     }
+    await this.actions.deleting(view.name, 'pending');
     try {
       await requestAPI<unknown>(endpointPath(view.name), { method: 'DELETE' });
+      await this.actions.deleting(view.name, 'gone');
     } catch (error) {
+      await this.actions.deleting(view.name, 'kept');
       Notification.error(`Could not delete ${view.name}: ${(error as Error).message}`);
     }
     await this.refresh();

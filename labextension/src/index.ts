@@ -87,7 +87,7 @@ const sidebar: JupyterFrontEndPlugin<void> = {
       const existing = Array.from(app.shell.widgets('main')).find(w => w.id === id);
       if (existing) {
         app.shell.activateById(id);
-        return;
+        return false;
       }
       const widget = new MainAreaWidget({ content });
       widget.id = id;
@@ -96,16 +96,47 @@ const sidebar: JupyterFrontEndPlugin<void> = {
       widget.title.closable = true;
       app.shell.add(widget, 'main', { mode: 'split-right' });
       app.shell.activateById(id);
+      return true;
     };
     const jump = (view: IEndpointView) => void jumpToOrigin(app, tracker, view);
+    const logViews = new Map<string, LogView>();
+    const openLogs = (view: IEndpointView) => {
+      const content = new LogView({ name: view.name });
+      content.disposed.connect(() => {
+        if (logViews.get(view.name) === content) {
+          logViews.delete(view.name);
+        }
+      });
+      if (openInMain(`edgebook-logs-${view.name}`, `Logs: ${view.name}`, content, listIcon)) {
+        logViews.set(view.name, content);
+      } else {
+        content.dispose();
+      }
+    };
     const builder = new RequestBuilder();
     const list = new EndpointList({
       actions: {
-        openLogs: view =>
-          openInMain(`edgebook-logs-${view.name}`, `Logs: ${view.name}`, new LogView({ name: view.name }), listIcon),
-        openSource: view =>
-          openInMain(`edgebook-source-${view.name}`, `Source: ${view.name}`, new SourceView(view, jump), fileIcon),
+        openLogs,
+        openSource: view => {
+          const content = new SourceView(view, jump);
+          if (!openInMain(`edgebook-source-${view.name}`, `Source: ${view.name}`, content, fileIcon)) {
+            content.dispose();
+          }
+        },
         jumpToOrigin: jump,
+        deleting: async (name, phase) => {
+          const logs = logViews.get(name);
+          if (!logs) {
+            return;
+          }
+          if (phase === 'pending') {
+            await logs.pause();
+          } else if (phase === 'gone') {
+            logs.markGone();
+          } else {
+            logs.resume();
+          }
+        },
         tryRequest: view => {
           builder.load({ method: view.method, path: view.path });
           builder.node.scrollIntoView({ block: 'nearest' });

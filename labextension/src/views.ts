@@ -6,7 +6,7 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { h, setText } from './dom';
-import { endpointPath, requestAPI } from './handler';
+import { APIError, endpointPath, requestAPI } from './handler';
 import { IEndpointView, logLineText } from './model';
 import { ILogs, ISource } from './tokens';
 
@@ -28,6 +28,8 @@ export class LogView extends Widget {
   private readonly _interval: number;
   private _timer: number | null = null;
   private _lastText = '';
+  private _paused = false;
+  private _loading: Promise<void> | null = null;
 
   constructor(options: ILogViewOptions) {
     super();
@@ -48,8 +50,42 @@ export class LogView extends Widget {
     );
   }
 
-  /** Fetches the tail and shows it, keeping the scroll at the bottom while following. */
-  async load(): Promise<void> {
+  /** Stops fetching (and waits for a fetch in flight), e.g. while the endpoint is deleted. */
+  async pause(): Promise<void> {
+    this._paused = true;
+    this._schedule();
+    await this._loading;
+  }
+
+  /** Fetches again after `pause`. */
+  resume(): void {
+    this._paused = false;
+    this._schedule();
+  }
+
+  /** The endpoint is gone: keep the lines, stop following for good. */
+  markGone(): void {
+    this._paused = true;
+    this._follow.checked = false;
+    this._follow.disabled = true;
+    this._schedule();
+    setText(this._status, `${this.endpoint} no longer exists`);
+  }
+
+  /** Fetches the tail and shows it (one fetch at a time). */
+  load(): Promise<void> {
+    if (!this._loading) {
+      this._loading = this._load().finally(() => {
+        this._loading = null;
+      });
+    }
+    return this._loading;
+  }
+
+  private async _load(): Promise<void> {
+    if (this._paused) {
+      return;
+    }
     try {
       const data = await requestAPI<ILogs>(
         `${endpointPath(this.endpoint, 'logs')}?tail=${this._tail}`
@@ -66,6 +102,10 @@ export class LogView extends Widget {
       }
       setText(this._status, '');
     } catch (error) {
+      if (error instanceof APIError && error.status === 404) {
+        this.markGone();
+        return;
+      }
       setText(this._status, `Cannot read the log: ${(error as Error).message}`);
     }
   }
@@ -75,7 +115,7 @@ export class LogView extends Widget {
       window.clearTimeout(this._timer);
       this._timer = null;
     }
-    if (!this._follow.checked || this.isDisposed) {
+    if (!this._follow.checked || this._paused || this.isDisposed) {
       return;
     }
     this._timer = window.setTimeout(async () => {
