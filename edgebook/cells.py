@@ -81,6 +81,13 @@ class CellError(Exception):
         return lines
 
 
+class DeployInterrupted(KeyboardInterrupt):
+    """The kernel was interrupted while a cell waited for its deploy; shown in one line."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[1;31mKeyboardInterrupt\x1b[0m: {self}"]
+
+
 class BuildFailedError(CellError):
     """The handler did not compile. ``diagnostics`` are dicts with cell line numbers."""
 

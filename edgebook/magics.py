@@ -16,7 +16,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .cells import CellError, CellSpec, deploy_cell
+from .cells import CellError, CellSpec, DeployInterrupted, deploy_cell
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 ROUTE_METHODS = METHODS + ("ANY",)  # a route may answer every method
@@ -103,9 +103,10 @@ class RustHandlerMagics(Magics):
         try:
             deployed = deploy_cell(session.require_admin(), spec, progress.event)
         except KeyboardInterrupt:
-            progress.interrupted(f"interrupted: stopped waiting for {spec.name!r}; the gateway "
-                                 "finishes that build and keeps serving whatever compiles")
-            raise
+            message = (f"stopped waiting for {spec.name!r}; the gateway finishes that build "
+                       "and switches to it only if it compiles")
+            progress.interrupted(f"interrupted: {message}")
+            raise DeployInterrupted(message) from None
         except CellError as exc:
             progress.fail(exc.message)
             raise
