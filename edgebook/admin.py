@@ -421,6 +421,11 @@ class OpenAPIHandler(AdminHandler):
         self.send(openapi_document())
 
 
+class EndpointsOpenAPIHandler(AdminHandler):
+    def get(self) -> None:
+        self.send(self.gateway.openapi_document())
+
+
 class NotFoundHandler(AdminHandler):
     def prepare(self) -> None:
         super().prepare()
@@ -508,6 +513,8 @@ ROUTES: list[AdminRoute] = [
                (("token", "the admin token, for clients that cannot set headers"),
                 ("since", "replay kept events with a greater seq"))),
     AdminRoute("/api/openapi.json", OpenAPIHandler, {"GET": "This API as OpenAPI 3.1"}),
+    AdminRoute("/api/openapi/endpoints.json", EndpointsOpenAPIHandler,
+               {"GET": "The running endpoints as OpenAPI 3.1, with real examples"}),
 ]
 
 

@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "background and hot-swap to it")
     serve.add_argument("--drain-timeout", type=float, default=30.0,
                        help="seconds to let in-flight requests finish on shutdown")
+    serve.add_argument("--openapi-path", default="/openapi.json", metavar="PATH",
+                       help="where the data plane serves the endpoints' OpenAPI document "
+                            "when no endpoint routes that path (default /openapi.json; "
+                            "'' turns it off)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
 
@@ -144,6 +148,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.processes < 1:
         raise CliError("--processes must be at least 1", 2)
+    if args.openapi_path and not args.openapi_path.startswith("/"):
+        raise CliError("--openapi-path must start with '/'", 2)
     live = find_live(args.data_dir)
     if live is not None:
         raise CliError(f"a gateway (pid {live.pid}) is already running for {args.data_dir}: "
@@ -153,7 +159,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = GatewayConfig(data_dir=args.data_dir, host=args.host, port=args.port,
                            admin_host=args.admin_host, admin_port=args.admin_port,
                            processes=args.processes, release_after_dev=args.release_after_dev,
-                           drain_timeout=args.drain_timeout)
+                           drain_timeout=args.drain_timeout,
+                           openapi_path=args.openapi_path or None)
     return asyncio.run(_serve(config))
 
 

@@ -30,10 +30,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tornado.httpserver import HTTPServer
-from tornado.httputil import HTTPMessageDelegate, HTTPServerConnectionDelegate
 
 from . import __version__
 from .errors import GatewayError
+from .openapi.samples import SampleStore
 from .protocol import DEFAULT_MAX_FRAME
 from .registry import (EndpointRecord, NotFoundError, Registry, RegistryError,
                        RevisionRecord, ServiceRecord, SQLiteRegistry)
@@ -63,6 +63,9 @@ class GatewayConfig:
     drain_timeout: float = 30.0
     max_frame: int = DEFAULT_MAX_FRAME
     public_url: str | None = None
+    #: Where the data plane serves the OpenAPI document of its endpoints when no endpoint
+    #: routes that path (None: nowhere; the admin API always has it).
+    openapi_path: str | None = "/openapi.json"
 
     @property
     def registry_path(self) -> str:
@@ -153,82 +156,6 @@ class Subscription:
 
 # -- in-flight tracking for draining ----------------------------------------------------------
 
-class _InflightTracker(HTTPServerConnectionDelegate):
-    """Wraps an application to count requests in flight, so shutdown can wait for them."""
-
-    def __init__(self, app: HTTPServerConnectionDelegate):
-        self.app = app
-        self.inflight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def start_request(self, server_conn, request_conn) -> HTTPMessageDelegate:
-        # Tornado calls this as soon as a connection may carry a request (for keep-alive,
-        # before the next request arrives); the request counts from its headers on.
-        delegate = _CountingDelegate(self, self.app.start_request(server_conn, request_conn))
-        # A request is over when its response is finished (handlers may be asynchronous,
-        # so the delegate's own finish() comes too early) or when its connection closes.
-        original_finish = request_conn.finish
-
-        def finish():
-            try:
-                return original_finish()
-            finally:
-                delegate.release()
-
-        request_conn.finish = finish
-        return delegate
-
-    def on_close(self, server_conn) -> None:
-        self.app.on_close(server_conn)
-
-    def _begin(self) -> None:
-        self.inflight += 1
-        self._idle.clear()
-
-    def _done(self) -> None:
-        self.inflight -= 1
-        if self.inflight == 0:
-            self._idle.set()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-
-class _CountingDelegate(HTTPMessageDelegate):
-    def __init__(self, tracker: _InflightTracker, inner: HTTPMessageDelegate):
-        self._tracker = tracker
-        self._inner = inner
-        self._counted = False
-
-    def release(self) -> None:
-        if self._counted:
-            self._counted = False
-            self._tracker._done()
-
-    def headers_received(self, start_line, headers):
-        if not self._counted:
-            self._counted = True
-            self._tracker._begin()
-        return self._inner.headers_received(start_line, headers)
-
-    def data_received(self, chunk):
-        return self._inner.data_received(chunk)
-
-    def finish(self) -> None:
-        self._inner.finish()
-
-    def on_connection_close(self) -> None:
-        try:
-            self._inner.on_connection_close()
-        finally:
-            self.release()
-
-
 # -- the gateway -----------------------------------------------------------------------------
 
 class DeployRejected(GatewayError):
@@ -278,13 +205,15 @@ class Gateway:
         self.started = 0.0
         self.url = ""
         self._dataplane_server: HTTPServer | None = None
-        self._tracker: _InflightTracker | None = None
+        self._inflight: Any = None  # the data plane's InflightCounter
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
         self._home: str | None = None
         self._stopping = False
         self.followers: Any = None  # set by the multi-process launcher (primary only)
         self.last_builds: dict[str, dict] = {}
+        # Real exchanges per endpoint and status, for the OpenAPI document's examples.
+        self.samples = SampleStore()
         self._service_configs: dict[str, tuple[str, dict]] = {}
 
     # -- life cycle ----------------------------------------------------------------------
@@ -306,14 +235,16 @@ class Gateway:
         extra = {"service_handler": self._service_handler or self._call_service}
         if self._supervisor_factory is None:
             extra["on_request_done"] = self._request_done
+            extra["on_response"] = self.samples.record
         self.supervisor = factory(on_event=self._on_supervisor_event,
                                   base_env=self.worker_env(), max_frame=self.config.max_frame,
                                   **extra)
-        app = make_dataplane_app(self.supervisor)
-        self._tracker = _InflightTracker(app)
+        app = make_dataplane_app(self.supervisor, api_document=self.openapi_document,
+                                 api_document_path=self.config.openapi_path)
+        self._inflight = app.inflight
         if dataplane_sockets is None:
             dataplane_sockets = bind_dataplane(self.config.host, self.config.port)
-        self._dataplane_server = serve_dataplane(self._tracker, sockets=list(dataplane_sockets))
+        self._dataplane_server = serve_dataplane(app, sockets=list(dataplane_sockets))
         port = dataplane_sockets[0].getsockname()[1]
         self.config.port = port
         self.url = self.config.public_url or f"http://{_url_host(self.config.host)}:{port}"
@@ -354,11 +285,11 @@ class Gateway:
         self._stopping = True
         if self._dataplane_server is not None:
             self._dataplane_server.stop()
-        if self._tracker is not None and self._tracker.inflight:
-            log.info("draining %d in-flight request(s)", self._tracker.inflight)
-            if not await self._tracker.wait_idle(self.config.drain_timeout):
+        if self._inflight is not None and self._inflight.inflight:
+            log.info("draining %d in-flight request(s)", self._inflight.inflight)
+            if not await self._inflight.wait_idle(self.config.drain_timeout):
                 log.warning("drain timeout: %d request(s) still in flight",
-                            self._tracker.inflight)
+                            self._inflight.inflight)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -380,7 +311,7 @@ class Gateway:
 
     @property
     def inflight(self) -> int:
-        return self._tracker.inflight if self._tracker else 0
+        return self._inflight.inflight if self._inflight else 0
 
     # -- queries -------------------------------------------------------------------------
 
@@ -432,6 +363,11 @@ class Gateway:
         if since is not None:
             out = [line for line in out if line.get("seq", 0) > since]
         return out
+
+    def openapi_document(self, server_url: str | None = None) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of the live endpoints, with real examples."""
+        from .openapi.export import gateway_document
+        return gateway_document(self, server_url)
 
     def stats(self) -> dict[str, Any]:
         records = self.registry.endpoints()
@@ -914,6 +850,7 @@ class Gateway:
             pass
 
     async def _supervisor_remove(self, name: str) -> None:
+        self.samples.forget(name)
         try:
             await self.supervisor.remove(name)
         except KeyError:

@@ -313,7 +313,8 @@ def _responses(block: dict, types, components, observed: dict[int, list[Sample]]
         for index, sample in enumerate(found, 1):
             if sample.response_body is None:
                 continue
-            media = (sample.response_content_type or "text/plain").split(";")[0].strip()
+            # No Content-Type was sent: say so ("*/*") rather than guess one.
+            media = (sample.response_content_type or "*/*").split(";")[0].strip()
             entry = response.setdefault("content", {}).setdefault(media, {})
             entry.pop("example", None)
             entry.setdefault("examples", {})[f"observed-{index}"] = {
