@@ -9,6 +9,7 @@ JSON shape of ``edgebook.errors`` and always carry ``X-Request-Id``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -30,14 +31,43 @@ _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "k
 _BODY_SLACK = 1024 * 1024
 
 
+class InflightCounter:
+    """Counts requests between their headers and their response, so a shutdown can drain."""
+
+    def __init__(self):
+        self.inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        self.inflight += 1
+        self._idle.clear()
+
+    def end(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """True once nothing is in flight; False if ``timeout`` seconds pass first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+
 @web.stream_request_body
 class DataPlaneHandler(web.RequestHandler):
     """Catch-all handler: every method, every path."""
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
-    def initialize(self, supervisor, api_document=None, api_document_path=None) -> None:
+    def initialize(self, supervisor, counter, api_document=None,
+                   api_document_path=None) -> None:
         self.supervisor = supervisor
+        self.counter = counter
+        self._counted = False
         self.api_document = api_document
         self.api_document_path = api_document_path
         self.request_id = ""
@@ -56,6 +86,8 @@ class DataPlaneHandler(web.RequestHandler):
         return None  # responses are the handler's; no hashing on the hot path
 
     def prepare(self) -> None:
+        self.counter.begin()
+        self._counted = True
         request = self.request
         given = request.headers.get("X-Request-Id")
         self.request_id = given if given and _SANE_REQUEST_ID(given) else str(uuid.uuid4())
@@ -79,6 +111,18 @@ class DataPlaneHandler(web.RequestHandler):
             self._too_large()
             return
         request.connection.set_max_body_size(self._limit + _BODY_SLACK)
+
+    def on_finish(self) -> None:
+        self._uncount()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._uncount()
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.counter.end()
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
@@ -107,8 +151,11 @@ class DataPlaneHandler(web.RequestHandler):
         frame = {"type": "request", "request_id": self.request_id, "method": request.method,
                  "path": request.path, "params": self._params, "body": body,
                  "body_encoding": encoding, "client_ip": request.remote_ip}
-        _add_multi(frame, "query", "query_all", _query_items(request.query_arguments))
-        _add_multi(frame, "headers", "headers_all", _header_items(request.headers))
+        if request.query:
+            _add_multi(frame, "query", "query_all", _query_items(request.query_arguments))
+        else:
+            frame["query"] = {}
+        _add_headers(frame, request.headers)
         try:
             response = await self.supervisor.handle(self._endpoint, frame)
             self._write_response(response)
@@ -188,8 +235,22 @@ def _query_items(arguments: dict[str, list[bytes]]) -> dict[str, list[str]]:
             for name, values in arguments.items()}
 
 
-def _header_items(headers) -> dict[str, list[str]]:
-    return {name.lower(): headers.get_list(name) for name in headers}
+def _add_headers(frame: dict, headers) -> None:
+    """``headers`` (lower-case names, last value wins) and, if a name repeats,
+    ``headers_all``; one pass over Tornado's header list in the common case."""
+    single = {}
+    repeated = False
+    for name, value in headers.get_all():
+        name = name.lower()
+        if name in single:
+            repeated = True
+        single[name] = value
+    frame["headers"] = single
+    if repeated:
+        multi: dict[str, list[str]] = {}
+        for name, value in headers.get_all():
+            multi.setdefault(name.lower(), []).append(value)
+        frame["headers_all"] = multi
 
 
 def _add_multi(frame: dict, single: str, multi: str, items: dict[str, list[str]]) -> None:
@@ -209,13 +270,25 @@ def make_dataplane_app(supervisor, *, log_function=None, api_document=None,
     ``GET api_document_path`` with the OpenAPI document of the endpoints, but only when no
     endpoint routes that method and path: a user's route always wins.
     """
-    if log_function is not None:
-        settings["log_function"] = log_function
-    handler_args = {"supervisor": supervisor}
+    settings["log_function"] = log_function or _log_failures
+    counter = InflightCounter()
+    handler_args = {"supervisor": supervisor, "counter": counter}
     if api_document is not None and api_document_path:
         handler_args.update(api_document=api_document, api_document_path=api_document_path)
-    return web.Application([(r".*", DataPlaneHandler, handler_args)],
-                           compress_response=False, **settings)
+    app = web.Application([(r".*", DataPlaneHandler, handler_args)],
+                          compress_response=False, **settings)
+    app.inflight = counter  # the gateway drains on it at shutdown
+    return app
+
+
+def _log_failures(handler: web.RequestHandler) -> None:
+    """The access log for the data plane: failed requests only (successes are counted in
+    the endpoint's metrics; a log line each would cost more than the request itself)."""
+    status = handler.get_status()
+    if status >= 400:
+        web.access_log.log(logging.WARNING if status < 500 else logging.ERROR,
+                           "%d %s %.2fms", status, handler._request_summary(),
+                           1000.0 * handler.request.request_time())
 
 
 def serve_dataplane(app: web.Application, host: str = "127.0.0.1", port: int = 8080, *,
