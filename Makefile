@@ -35,5 +35,8 @@ test-python: setup
 test-sdk:
 	cargo test --quiet --manifest-path sdk/Cargo.toml
 
+bench: setup
+	$(PY) bench/run.py
+
 clean:
 	rm -rf $(VENV) .edgebook sdk/target
