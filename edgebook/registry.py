@@ -17,6 +17,7 @@ import abc
 import dataclasses
 import json
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -288,6 +289,7 @@ class SQLiteRegistry(Registry):
         self.path = str(path)
         self._lock = threading.Lock()  # guards self._db: one statement sequence at a time
         self._migrations = list(MIGRATIONS if migrations is None else migrations)
+        _keep_private(self.path)
         try:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
@@ -544,3 +546,16 @@ def _revision(row: sqlite3.Row) -> RevisionRecord:
 def _service(row: sqlite3.Row) -> ServiceRecord:
     return ServiceRecord(name=row["name"], kind=row["kind"], config=json.loads(row["config"]),
                          created=row["created"], updated=row["updated"])
+
+
+def _keep_private(path: str) -> None:
+    """Create the registry file owner-only (it holds service credentials), or make it so.
+    SQLite gives its -wal and -shm files the same mode."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if os.stat(path).st_uid == os.geteuid():
+            os.chmod(path, 0o600)
+    except OSError:
+        pass  # sqlite3.connect reports what is wrong with the path

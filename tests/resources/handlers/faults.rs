@@ -1,7 +1,10 @@
 // A handler that misbehaves on request, through the SDK: GET /faults/{mode}.
 // Modes: ok, panic, exit, hang, spin, stdout_spam, stderr_flood, alloc_bomb, fd_bomb,
-// fork_bomb, file_bomb. The protocol-level faults are in faults_raw.rs.
+// fork_bomb, file_bomb; and three that report what the worker can see: env, self (its
+// /proc status, open fds and limits) and read (?path=...). The protocol-level faults are
+// in faults_raw.rs.
 use edgebook_sdk::prelude::*;
+use std::collections::HashMap;
 use std::io::Write;
 
 extern "C" {
@@ -80,6 +83,25 @@ fn handle(req: Request) -> Response {
             };
             let _ = std::fs::remove_file(&path);
             Response::ok(json!({"written": written, "error": error}))
+        }
+        "env" => Response::ok(json!(std::env::vars().collect::<HashMap<_, _>>())),
+        "self" => {
+            let fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            Response::ok(json!({
+                "status": std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+                "limits": std::fs::read_to_string("/proc/self/limits").unwrap_or_default(),
+                "fds": fds,
+                "cwd": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
+            }))
+        }
+        "read" => {
+            let path = req.query_param("path").cloned().unwrap_or_default();
+            match std::fs::read(&path) {
+                Ok(bytes) => Response::ok(json!({"read": true, "bytes": bytes.len()})),
+                Err(err) => Response::ok(json!({"read": false, "error": err.to_string()})),
+            }
         }
         other => Response::bad_request(format!("unknown mode {other:?}")),
     }

@@ -1,0 +1,184 @@
+"""Worker isolation as a running gateway sets it up: what a real worker sees from inside
+(environment, user, no_new_privs, open descriptors, limits, files it can read), that the
+data plane serves no admin route, and what the launcher costs per spawn."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edgebook.admin import ROUTES
+from edgebook.protocol import HEADER
+from edgebook.runtime import read_runtime
+from edgebook.sandbox import GiB, MiB, Limits, Sandbox, build_env, default_user
+from fault_helpers import build_handlers
+
+pytestmark = pytest.mark.skipif(shutil.which("cargo") is None, reason="needs cargo")
+ROOT = Path(__file__).resolve().parent.parent
+AS_ROOT = os.geteuid() == 0
+SECRETS = {"JUPYTERHUB_API_TOKEN": "hub-secret", "JPY_API_TOKEN": "jpy-secret",
+           "JUPYTER_TOKEN": "jupyter-secret", "AWS_SECRET_ACCESS_KEY": "aws-secret",
+           "AWS_ACCESS_KEY_ID": "aws-id", "GOOGLE_APPLICATION_CREDENTIALS": "/gcp.json",
+           "EDGEBOOK_DB_PASSWORD": "db-secret", "CARGO_REGISTRY_TOKEN": "crates-secret"}
+
+
+def _http(url: str, method: str = "GET", body: dict | None = None,
+          token: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, method=method, headers=headers,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=300) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    """``edgebook serve`` with secrets in its environment, in a project dir anyone may
+    enter (as a home directory usually is), serving the fault handler."""
+    project = Path(tempfile.mkdtemp(prefix="edgebook-iso-"))
+    project.chmod(0o755)
+    data_dir = project / ".edgebook"
+    env = dict(os.environ, **SECRETS)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("EDGEBOOK_DATA_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "edgebook", "serve", "--data-dir",
+                             str(data_dir), "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert "serving" in proc.stdout.readline(), proc.stderr.read()
+        info = read_runtime(str(data_dir))
+        source = (ROOT / "tests" / "resources" / "handlers" / "faults.rs").read_text()
+        code, body = _http(info.admin_url + "/api/endpoints/faults", "PUT",
+                           {"method": "GET", "path": "/faults/{mode}", "source": source},
+                           info.token)
+        assert code in (200, 201), body
+        yield info
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        proc.stdout.close()
+        proc.stderr.close()
+        shutil.rmtree(project, ignore_errors=True)
+
+
+def _inside(info, mode: str, **query) -> dict:
+    suffix = f"?{urllib.parse.urlencode(query)}" if query else ""
+    code, body = _http(f"{info.url}/faults/{mode}{suffix}")
+    assert code == 200, body
+    return body
+
+
+def _status_field(status: str, name: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in status.splitlines()
+                if line.startswith(name + ":"))
+
+
+def test_the_worker_environment_is_scrubbed(gateway):
+    env = _inside(gateway, "env")
+    assert not set(SECRETS) & set(env), env
+    leaked = [k for k, v in env.items() if gateway.token in v or v in SECRETS.values()]
+    assert leaked == []
+    assert set(env) <= {"PATH", "HOME", "LANG", "RUST_BACKTRACE", "EDGEBOOK_MAX_FRAME",
+                        "EDGEBOOK_ENDPOINT", "EDGEBOOK_REVISION"}, env
+
+
+def test_the_worker_runs_unprivileged_with_limits_and_only_three_fds(gateway):
+    seen = _inside(gateway, "self")
+    status = seen["status"]
+    pid = int(_status_field(status, "Pid"))
+    assert _status_field(status, "NoNewPrivs") == "1"
+    uid = int(_status_field(status, "Uid").split()[0])
+    if AS_ROOT:
+        assert uid == default_user().uid != 0
+        assert int(_status_field(status, "Gid").split()[0]) == default_user().gid
+        assert _status_field(status, "Groups") in ("", str(default_user().gid))
+    else:
+        assert uid == os.getuid()
+    # Spawned with fds 0-2 only; the SDK then keeps stdout for frames as a close-on-exec
+    # duplicate and points fd 1 at stderr, so every open fd is one of the three pipes.
+    targets = {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    assert {"0", "1", "2"} <= set(targets) and len(targets) <= 4, targets
+    assert all(t.startswith("pipe:") for t in targets.values()), targets
+    assert len(set(targets.values())) == 3, targets
+    limits = {line[:26].strip(): line[26:].split()[0] for line in
+              seen["limits"].splitlines()[1:]}
+    defaults = Limits()
+    assert limits["Max address space"] == str(defaults.address_space) == str(1 * GiB)
+    assert limits["Max open files"] == str(defaults.open_files)
+    assert limits["Max processes"] == str(defaults.processes)
+    assert limits["Max file size"] == str(defaults.file_size) == str(64 * MiB)
+    assert limits["Max core file size"] == "0"
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="a separate user exists only when the gateway is root")
+def test_the_worker_cannot_read_the_admin_token_or_the_registry(gateway):
+    data_dir = Path(gateway.data_dir)
+    for name in ("runtime.json", "registry.sqlite3"):
+        assert (data_dir / name).exists()
+        seen = _inside(gateway, "read", path=str(data_dir / name))
+        assert seen["read"] is False and "Permission denied" in seen["error"], (name, seen)
+    assert _inside(gateway, "read", path="/etc/hostname")["read"] is True  # the probe works
+
+
+def test_the_data_plane_serves_no_admin_route(gateway):
+    for route in ROUTES:
+        path = route.path.replace("{name}", "faults")
+        for token in (None, gateway.token):
+            for method in route.methods:
+                body = {} if method in ("POST", "PUT", "PATCH") else None
+                code, answer = _http(gateway.url + path, method, body, token)
+                assert code in (404, 405), (method, path, code, answer)
+                assert answer.get("error_type") in ("not_found", "method_not_allowed")
+
+
+def test_the_launcher_costs_about_a_millisecond_per_spawn(tmp_path_factory):
+    hello = build_handlers(tmp_path_factory.mktemp("iso-build"), ("hello_handler.rs",))
+    binary = hello["hello_handler.rs"]
+    sandbox = Sandbox(default_user())
+    wrapped = sandbox.wrap([binary], Limits())
+
+    def spawn_to_ready(argv):
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                env={"PATH": os.defpath})
+        header = proc.stdout.read(HEADER.size)
+        proc.stdout.read(HEADER.unpack(header)[0])
+        elapsed = time.perf_counter() - started
+        proc.stdin.close()
+        proc.wait()
+        proc.stdout.close()
+        return elapsed
+
+    direct = [spawn_to_ready([binary]) for _ in range(30)]
+    launched = [spawn_to_ready(wrapped) for _ in range(30)]
+    overhead = statistics.median(launched) - statistics.median(direct)
+    print(f"\nspawn to ready frame: direct {statistics.median(direct) * 1000:.2f} ms, "
+          f"through the launcher {statistics.median(launched) * 1000:.2f} ms "
+          f"(+{overhead * 1000:.2f} ms, medians of 30; best "
+          f"+{(min(launched) - min(direct)) * 1000:.2f} ms)")
+    assert min(launched) - min(direct) < 0.003  # the best case is the least noisy figure
+
+
+def test_builds_get_an_allow_listed_environment():
+    env = build_env(dict(os.environ, PATH="/bin", CARGO_HOME="/c", **SECRETS))
+    assert env["PATH"] == "/bin" and env["CARGO_HOME"] == "/c"
+    assert not set(SECRETS) & set(env)
