@@ -6,7 +6,7 @@
 // %%rust_handler cell highlighted as Rust; run it and see the endpoint appear as running;
 // send a request from the builder and see 200 and the body; stop it and see the state change;
 // start it again from the keyboard; read its logs; jump to its cell; switch to the dark
-// theme; delete it with the confirmation dialog. Screenshots go to tests/artifacts/ui/.
+// theme; delete it with the confirmation dialog. Screenshots go to tests/artifacts/sidebar/.
 // Exits non-zero when a step fails; every step is reported either way.
 //
 // Environment: CHROMIUM (default /usr/bin/chromium, Debian's package), PYTHON (default the
@@ -20,7 +20,7 @@ import { jupyterFetch, ROOT, startJupyterLab, writeNotebook } from './jupyter.mj
 const require = createRequire(join(ROOT, 'labextension', 'package.json'));
 const { chromium } = require('playwright-core');
 
-const ARTIFACTS = join(ROOT, 'tests', 'artifacts', 'ui');
+const ARTIFACTS = join(ROOT, 'tests', 'artifacts', 'sidebar');
 const BUILD_TIMEOUT = Number(process.env.EDGEBOOK_UI_BUILD_TIMEOUT || 300000);
 const CHROMIUM_ARGS = [
   '--headless',
@@ -85,6 +85,7 @@ function isUnrelatedNoise(text) {
 
 async function main() {
   mkdirSync(ARTIFACTS, { recursive: true });
+  rmSync(join(ARTIFACTS, 'failure.png'), { force: true });
   const server = await startJupyterLab({ serverExtensions: { edgebook: true } });
   const profile = mkdtempSync(join(server.work, 'chromium-'));
   let context = null;
