@@ -33,6 +33,7 @@ from typing import Callable
 
 from .diagnostics import (Diagnostic, SourceMap, from_cargo_stderr, from_rustc,
                           generated_problem, render_diagnostics)
+from .sandbox import BUILD_LIMITS, Limits, Sandbox, SandboxError, build_env, build_user
 from .workspace import (LAYOUT_VERSION, PROFILES, WORKSPACE_PROFILES, HandlerSource,
                         SdkFingerprint, SourceError, Workspace, analyse, find_sdk_dir,
                         merged_dependencies, package_name, sdk_info)
@@ -223,7 +224,8 @@ class Builder:
     def __init__(self, data_dir: str | os.PathLike, *, sdk_dir: str | os.PathLike | None = None,
                  target_dir: str | os.PathLike | None = None, cargo: str = "cargo",
                  rustc: str | None = None, time_limit: float = 300.0, max_parallel: int = 1,
-                 offline_first: bool = True):
+                 offline_first: bool = True, sandbox: Sandbox | None = None,
+                 limits: Limits = BUILD_LIMITS):
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
         self.data_dir = Path(data_dir).resolve()
@@ -235,6 +237,9 @@ class Builder:
         self.time_limit = time_limit
         self.max_parallel = max_parallel
         self.offline_first = offline_first
+        # cargo (and so every build.rs and proc macro) starts through the sandbox launcher
+        self.sandbox = sandbox if sandbox is not None else Sandbox(build_user())
+        self.limits = limits
         self.workspace = Workspace(self.data_dir, self.sdk)
         self._sdk_fingerprint = SdkFingerprint(self.sdk.dir)
         self._toolchain: tuple[str, str] | None = None
@@ -474,7 +479,7 @@ class Builder:
         return command
 
     def _cargo_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = build_env()
         env.update(CARGO_TARGET_DIR=str(self.target_dir), CARGO_TERM_COLOR="never",
                    CARGO_TERM_PROGRESS_WHEN="never")
         env.pop("CARGO_BUILD_TARGET", None)  # binaries are for this host, where they run
@@ -485,13 +490,23 @@ class Builder:
         progress = ticket.progress
         progress.emit("resolving", online=not offline)
         run = _CargoRun()
+        env = self._cargo_env()
+        command = self._cargo_command(package, profile, offline)
+        resolved = shutil.which(command[0], path=env.get("PATH"))
+        if resolved is None:
+            run.returncode = -1
+            run.stderr = f"error: could not run cargo ({self.cargo}): not found\n"
+            return run
+        command[0] = resolved
         try:
+            command = await asyncio.to_thread(self.sandbox.wrap, command, self.limits,
+                                              chdir=str(self.workspace.root))
             proc = await asyncio.create_subprocess_exec(
-                *self._cargo_command(package, profile, offline), cwd=self.workspace.root,
-                env=self._cargo_env(), stdin=asyncio.subprocess.DEVNULL,
+                *command, cwd=self.workspace.root,
+                env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 start_new_session=True, limit=64 * 1024 * 1024)
-        except OSError as exc:
+        except (OSError, SandboxError) as exc:
             run.returncode = -1
             run.stderr = f"error: could not run cargo ({self.cargo}): {exc}\n"
             return run

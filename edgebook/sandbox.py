@@ -196,14 +196,14 @@ def _default_cache_dir() -> Path:
 
 # -- environments ------------------------------------------------------------------------
 
-#: Variables a cargo build may see; everything else (tokens, cloud credentials, Jupyter's
-#: settings) is dropped. Registry credentials are dropped even when their prefix is kept.
+#: Variables a cargo build may see (these names, and cargo's and rustup's own prefixes);
+#: everything else (Jupyter's tokens, cloud credentials, the gateway's settings) is
+#: dropped, and so is any name that looks like a credential, e.g. CARGO_REGISTRY_TOKEN.
 _BUILD_ENV_NAMES = frozenset({
-    "PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "CARGO_HOME", "RUSTUP_HOME",
-    "RUSTUP_TOOLCHAIN", "RUSTC", "RUSTC_WRAPPER", "RUSTFLAGS", "CARGO_NET_OFFLINE",
-    "CARGO_HTTP_PROXY", "CARGO_HTTP_CAINFO", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-    "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "CC", "CXX",
-    "AR", "EDGEBOOK_TARGET_DIR"})
+    "PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "HTTP_PROXY", "HTTPS_PROXY",
+    "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "CC", "CXX", "AR"})
+_BUILD_ENV_PREFIXES = ("CARGO_", "RUSTUP_", "RUSTC", "RUSTFLAGS", "RUSTDOC")
 _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "KEY")
 
 
@@ -211,4 +211,16 @@ def build_env(source: dict[str, str] | None = None) -> dict[str, str]:
     """The environment cargo runs with: the allow-list above, minus anything secret."""
     source = os.environ if source is None else source
     return {name: value for name, value in source.items()
-            if name in _BUILD_ENV_NAMES and not any(w in name.upper() for w in _SECRET_WORDS)}
+            if (name in _BUILD_ENV_NAMES or name.startswith(_BUILD_ENV_PREFIXES))
+            and not any(word in name.upper() for word in _SECRET_WORDS)}
+
+
+def build_user() -> SandboxUser | None:
+    """The user cargo runs as: ``EDGEBOOK_BUILD_USER`` when set (and the gateway is root),
+    else the gateway's own user, who owns the toolchain and the shared target dir. A build
+    user needs the toolchain, ``CARGO_HOME`` and the target dir; it should not be the
+    workers' user, or a worker could plant files in the target dir."""
+    name = os.environ.get("EDGEBOOK_BUILD_USER")
+    if not name or os.geteuid() != 0:
+        return None
+    return SandboxUser.named(name)

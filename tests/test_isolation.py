@@ -182,3 +182,48 @@ def test_builds_get_an_allow_listed_environment():
     env = build_env(dict(os.environ, PATH="/bin", CARGO_HOME="/c", **SECRETS))
     assert env["PATH"] == "/bin" and env["CARGO_HOME"] == "/c"
     assert not set(SECRETS) & set(env)
+
+
+def test_cargo_runs_scrubbed_limited_and_unprivileged(tmp_path, monkeypatch):
+    """What a malicious build.rs would see: the cargo process the build service starts."""
+    import asyncio
+
+    from edgebook.build import Builder, BuildRequest
+    from edgebook.runtime import RuntimeInfo, write_runtime
+    from edgebook.sandbox import SandboxUser
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    data_dir = tmp_path / "dd"
+    write_runtime(str(data_dir), RuntimeInfo(url="u", admin_url="a", token="admin-secret",
+                                             pid=os.getpid(), version="0", started=0.0))
+    report_dir = Path(tempfile.mkdtemp(prefix="edgebook-build-report-"))
+    report_dir.chmod(0o777)
+    fake_cargo = tmp_path / "cargo"
+    fake_cargo.write_text(
+        "#!/bin/sh\n"
+        f"exec > {report_dir}/report 2>&1\n"
+        "echo uid=$(id -u)\n"
+        "grep NoNewPrivs /proc/self/status\n"
+        "grep -E 'open files|file size' /proc/self/limits\n"
+        "env | sed 's/^/env:/'\n"
+        f"cat {data_dir}/runtime.json && echo READ-THE-TOKEN\n"
+        "exit 1\n")
+    fake_cargo.chmod(0o755)
+    user = SandboxUser.named("nobody") if AS_ROOT else None
+    builder = Builder(data_dir, cargo=str(fake_cargo), sandbox=Sandbox(user),
+                      offline_first=False)
+    try:
+        result = asyncio.run(builder.build(BuildRequest(name="evil", source=(
+            "fn handle(req: Request) -> Response { Response::ok(json!({})) }\n"))))
+        assert not result.ok
+        report = (report_dir / "report").read_text()
+    finally:
+        shutil.rmtree(report_dir, ignore_errors=True)
+    assert "NoNewPrivs:\t1" in report
+    assert "4096" in report and str(2 * GiB) in report  # open files, file size
+    env = [line for line in report.splitlines() if line.startswith("env:")]
+    assert env and not [line for line in env if any(s in line for s in SECRETS.values())]
+    if AS_ROOT:
+        assert f"uid={user.uid}" in report
+        assert "Permission denied" in report and "READ-THE-TOKEN" not in report
