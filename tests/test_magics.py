@@ -184,7 +184,10 @@ src = json.loads(sys.argv[1])
 os.environ["JPY_SESSION_NAME"] = os.path.join(os.getcwd(), "notes", "demo.ipynb")
 os.environ["EDGEBOOK_SERVER_ROOT"] = os.getcwd()
 ip.parent_header = {"metadata": {"cellId": "cell-42"}}
-run("deploy", "%%rust_handler GET /shell/{id} --name shell_hello --workers 2\n" + src["hello"])
+noisy = src["hello"].replace("fn handle(req: Request) -> Response {",
+                            "fn handle(req: Request) -> Response {\n"
+                            "    eprintln!(\"serving {}\", req.path);")
+run("deploy", "%%rust_handler GET /shell/{id} --name shell_hello --workers 2\n" + noisy)
 run("request", "r = %rust_request GET /shell/7\nprint(r.json()['path'], r.status)")
 from edgebook import session
 results["origin"] = session.current().admin.endpoint("shell_hello").get("origin")
@@ -200,6 +203,9 @@ run("post", "%rust_request POST /shell/7 {\"a\": 1}")
 run("broken", "%%rust_handler GET /shell/{id} --name shell_hello\n" + src["broken"])
 run("still", "r = %rust_request GET /shell/8\nprint(r.status, r.json()['path'])")
 run("logs", "%edgebook logs shell_hello -n 5")
+import edgebook
+history = edgebook.history("shell_hello")
+results["history"] = history[["method", "path", "status", "stderr"]].to_dict("records")
 run("url", "u = %edgebook url shell_hello\nprint(u)")
 run("stop", "%edgebook stop shell_hello")
 run("stopped", "r = %rust_request GET /shell/9\nprint(r.status)")
@@ -232,7 +238,12 @@ def test_magics_through_interactive_shell(project):
     assert r["broken"]["error"] == "BuildFailedError"
     assert "keeps serving" in json.dumps(r["broken"])
     assert "200 /shell/8" in r["still"]["stdout"]  # the old revision keeps serving
-    assert r["logs"]["ok"] and r["logs"]["stdout"].strip()
+    assert r["logs"]["ok"] and "serving /shell/8" in r["logs"]["stdout"]
+    # the 405 is the gateway's answer, not the endpoint's: it is not in its history
+    assert [(h["path"], h["status"]) for h in r["history"]] == [
+        ("/shell/7", 200), ("/shell/5", 200), ("/shell/8", 200)]
+    assert [h["stderr"] for h in r["history"]] == [
+        "serving /shell/7", "serving /shell/5", "serving /shell/8"]
     assert r["url"]["stdout"].strip().endswith("/shell/{id}")
     assert "shell_hello: stopped" in r["stop"]["stdout"]
     assert r["stopped"]["stdout"].strip() == "503"
