@@ -36,6 +36,15 @@ def current_session():
         raise GatewayUnavailableError(f"no edgebook gateway is available: {exc.message}") from None
 
 
+def current_admin(session):
+    """The session's admin client; a usage error for a session made from a URL only."""
+    from .session import NoAdminError
+    try:
+        return session.require_admin()
+    except NoAdminError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _flatten(values) -> list[str]:
     out: list[str] = []
     for group in values or []:
@@ -101,7 +110,7 @@ class RustHandlerMagics(Magics):
         progress = WidgetProgress() if widgets_wanted(self.shell) else TextProgress()
         progress.start(spec)
         try:
-            deployed = deploy_cell(session.require_admin(), spec, progress.event)
+            deployed = deploy_cell(current_admin(session), spec, progress.event)
         except KeyboardInterrupt:
             message = (f"stopped waiting for {spec.name!r}; the gateway finishes that build "
                        "and switches to it only if it compiles")
@@ -143,21 +152,29 @@ class GatewayMagics(Magics):
 
     @magic_arguments()
     @argument("command", nargs="?", default="status",
-              choices=["status", "logs", "stop", "start", "restart", "rm", "url", "open"],
+              choices=["status", "logs", "stop", "start", "restart", "rm", "url", "open",
+                       "openapi", "import-openapi"],
               help="what to do (default: status)")
-    @argument("name", nargs="?", help="the endpoint (for logs, stop, start, restart, rm)")
+    @argument("name", nargs="?", help="the endpoint (for logs, stop, start, restart, rm), "
+                                      "or the spec file (for import-openapi)")
     @argument("--lines", "-n", type=int, default=50, help="how many log lines")
+    @argument("--save", metavar="FILE",
+              help="openapi: also write the document to FILE (.json, .yaml or .yml)")
+    @argument("--output", "-o", metavar="NOTEBOOK",
+              help="import-openapi: the notebook to write (default: SPEC's name .ipynb)")
     @line_magic
     def edgebook(self, line: str):
         """%edgebook status | logs NAME | stop NAME | start NAME | restart NAME | rm NAME |
-        url [NAME] | open [NAME]"""
+        url [NAME] | open [NAME] | openapi [--save FILE] | import-openapi SPEC [-o NOTEBOOK]"""
         args = parse_argstring(self.edgebook, line)
         needs_name = ("logs", "stop", "start", "restart", "rm")
         if args.command in needs_name and not args.name:
             raise UsageError(f"%edgebook {args.command} needs an endpoint name; "
                              "see %edgebook status")
+        if args.command == "import-openapi":
+            return self._import_openapi(args)  # needs no gateway
         session = current_session()
-        admin = session.require_admin()
+        admin = current_admin(session)
         from .client import AdminError
         try:
             return getattr(self, f"_{args.command}")(session, admin, args)
@@ -224,6 +241,31 @@ class GatewayMagics(Magics):
             webbrowser.open(url)
         display(HTML(f"<a href='{url}' target='_blank'>{url}</a>"), metadata={})
         print(url)
+
+    def _openapi(self, session, admin, args):
+        from IPython.display import JSON
+        from .openapi.commands import ADMIN_DOCUMENT_PATH, save_document
+        document = admin.request("GET", ADMIN_DOCUMENT_PATH)
+        if args.save:
+            save_document(document, args.save)
+            print(f"saved the OpenAPI document of {len(document.get('paths') or {})} "
+                  f"path(s) to {args.save}")
+        return JSON(document, expanded=False, root="openapi")
+
+    def _import_openapi(self, args):
+        if not args.name:
+            raise UsageError("usage: %edgebook import-openapi SPEC [-o NOTEBOOK]")
+        from .openapi.notebook import import_spec
+        from .openapi.spec import SpecError
+        output = args.output or os.path.splitext(os.path.basename(args.name))[0] + ".ipynb"
+        try:
+            report = import_spec(args.name, output)
+        except SpecError as exc:
+            raise UsageError(f"%edgebook import-openapi: {exc}") from None
+        print(report.summary())
+        if report.kept:
+            print("kept your edits in: " + ", ".join(report.kept))
+        return report
 
     @staticmethod
     def _state_line(result: Any, name: str) -> None:

@@ -304,6 +304,23 @@ def test_colliding_struct_names_get_distinct_components():
         "schema"] == {"$ref": "#/components/schemas/Body_b"}
 
 
+def test_declared_and_read_parameters_are_one_parameter():
+    source = ('//! ```openapi\n//! parameters:\n'
+              '//! - {name: limit, in: query, description: At most this many}\n'
+              '//! - {name: id, in: path, schema: {type: string, format: uuid}}\n//! ```\n'
+              'fn handle(req: Request) -> Response {\n'
+              '    let limit: Option<u32> = req.query_param_as("limit");\n'
+              '    let id = req.require_path_param::<String>("id");\n}\n')
+    doc = build_document([EndpointInfo("get_item", "GET", "/items/{id}", source)])
+    validate(doc)
+    params = doc["paths"]["/items/{id}"]["get"]["parameters"]
+    assert params == [
+        {"name": "id", "in": "path", "schema": {"type": "string", "format": "uuid"},
+         "required": True},
+        {"name": "limit", "in": "query", "description": "At most this many",
+         "schema": {"type": "integer", "format": "int64", "minimum": 0}}]
+
+
 def test_any_endpoints_and_bad_blocks():
     doc = build_document([
         EndpointInfo("all", "ANY", "/x", "//! ```openapi\n//! summary: [oops\n//! ```\n"),

@@ -281,3 +281,40 @@ def test_bad_bundles(files, message):
 def test_not_a_zip():
     with pytest.raises(BundleError, match="not a ZIP"):
         read_bundle(b"plain text")
+
+
+MAGIC_SCRIPT = r"""
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "edgebook")
+out = []
+for line in sys.argv[1:]:
+    with capture_output() as cap:
+        result = ip.run_cell(line)
+    error = result.error_in_exec or result.error_before_exec
+    out.append({"stdout": cap.stdout, "error": type(error).__name__ if error else None,
+                "message": str(error) if error else ""})
+print(json.dumps(out))
+"""
+
+
+def test_import_magic(tmp_path):
+    target = tmp_path / "magic.ipynb"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("EDGEBOOK_DATA_DIR", None)
+    run = subprocess.run(
+        [sys.executable, "-c", MAGIC_SCRIPT,
+         f"%edgebook import-openapi {PETSTORE_YAML} -o {target}",
+         f"%edgebook import-openapi {PETSTORE_YAML} -o {target}",
+         "%edgebook import-openapi",
+         f"%edgebook import-openapi {tmp_path / 'nope.yaml'}"],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    first, second, no_spec, missing = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "5 created" in first["stdout"] and first["error"] is None
+    assert "5 unchanged" in second["stdout"]
+    assert no_spec["error"] == "UsageError" and "SPEC" in no_spec["message"]
+    assert missing["error"] == "UsageError" and "cannot read" in missing["message"]
+    assert len(_handler_cells(nbformat.read(str(target), as_version=4))) == 5

@@ -167,7 +167,7 @@ def _parameters(endpoint: EndpointInfo, block: dict, types, components,
     used = {(p.location, p.name): p for p in used_parameters(endpoint.source)}
     out: list[dict] = []
     keys = [("path", name) for name in _path_names(endpoint.path)]
-    keys += [key for key in list(declared) + list(used) if key[0] != "path" and key not in keys]
+    keys += [key for key in dict.fromkeys(list(declared) + list(used)) if key[0] != "path"]
     for location, name in keys:
         if location == "path" and name not in _path_names(endpoint.path):
             continue
