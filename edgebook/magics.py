@@ -106,11 +106,12 @@ class RustHandlerMagics(Magics):
         args = parse_argstring(self.rust_handler, line)
         spec = self._spec(args, line, cell)
         session = current_session()
+        admin = current_admin(session)
         from .progress import TextProgress, WidgetProgress, widgets_wanted
         progress = WidgetProgress() if widgets_wanted(self.shell) else TextProgress()
         progress.start(spec)
         try:
-            deployed = deploy_cell(current_admin(session), spec, progress.event)
+            deployed = deploy_cell(admin, spec, progress.event)
         except KeyboardInterrupt:
             message = (f"stopped waiting for {spec.name!r}; the gateway finishes that build "
                        "and switches to it only if it compiles")

@@ -23,6 +23,10 @@ DATA_DIR_NAME = ".edgebook"
 ROUTES_TTL = 2.0  # seconds an endpoint list is reused for naming history entries
 
 
+class NoAdminError(RuntimeError):
+    """The session knows only a data-plane URL, so it cannot manage endpoints."""
+
+
 class Session:
     """One gateway: ``data_url`` (data plane), ``admin`` (an AdminClient or None), history."""
 
@@ -61,8 +65,8 @@ class Session:
 
     def require_admin(self):
         if self.admin is None:
-            raise RuntimeError(f"this session talks to {self.data_url} without an admin "
-                               "token; connect with a data dir to manage endpoints")
+            raise NoAdminError(f"this session talks to {self.data_url} without an admin "
+                               "token; use edgebook.connect(data_dir=...) to manage endpoints")
         return self.admin
 
     # -- naming requests after endpoints ----------------------------------------------------
