@@ -140,7 +140,7 @@ function renderRow(tr, e, m) {
   setText(q('.p50'), ms(m?.latency_ms?.p50));
   setText(q('.p99'), ms(m?.latency_ms?.p99));
   q('[aria-label^="Start"]').disabled = e.state === 'running';
-  q('[aria-label^="Stop"]').disabled = e.state === 'stopped' || e.state === 'created';
+  q('[aria-label^="Stop"]').disabled = !['running', 'starting', 'crash_looping'].includes(e.state);
   tr.title = e.reason || '';
 }
 
