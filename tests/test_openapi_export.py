@@ -334,3 +334,24 @@ def test_any_endpoints_and_bad_blocks():
     assert "not valid YAML" in item["post"]["x-edgebook-problems"][0]
     assert item["post"]["responses"] == {
         "default": {"description": "No response declared or observed yet"}}
+
+
+def test_schemathesis_reports_a_server_error(tmp_path):
+    """The control for the pet store's schemathesis run: the same check fails on a 5xx."""
+    import sys
+
+    async def main():
+        gateway, _, server, _ = await start_gateway(str(tmp_path))
+        try:
+            await gateway.put_endpoint(spec("crash", "tag: crash", path="/mode/crash"))
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "schemathesis.cli", "run", gateway.url + "/openapi.json",
+                "--checks", "not_a_server_error", "--phases", "examples,fuzzing",
+                "--max-examples", "2", "--workers", "1", "--request-timeout", "10",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            output, _ = await asyncio.wait_for(process.communicate(), 300)
+            return process.returncode, output.decode()
+        finally:
+            await stop_gateway(gateway, server)
+    code, output = run(main())
+    assert code != 0 and "Server error" in output, output[-3000:]
