@@ -162,6 +162,7 @@ class EndpointRow {
     const showReason = !!view.reason && tone !== 'ok';
     setText(this._reason, showReason ? view.reason ?? '' : '');
     this._reason.hidden = !showReason;
+    setAttr(this._reason, 'data-tone', tone);
     setText(this._lastError, view.lastError ? `Last error: ${view.lastError}` : '');
     this._lastError.hidden = !view.lastError;
     if (!STATE_BUSY.has(view.state)) {
