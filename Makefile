@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 PREBUILT := $(VENV)/.prebuilt-stamp
 export EDGEBOOK_TARGET_DIR ?= $(HOME)/.cache/edgebook/target
 
-.PHONY: setup run serve test test-python test-sdk bench clean
+.PHONY: setup run serve test test-python test-sdk fuzz bench clean
 
 setup: $(PREBUILT)
 
@@ -34,6 +34,11 @@ test-python: setup
 
 test-sdk:
 	cargo test --quiet --manifest-path sdk/Cargo.toml
+
+# Long fuzz runs (minutes): the SDK's frame reader and the Python codec and header checks.
+fuzz: setup
+	EDGEBOOK_FUZZ_ITERATIONS=2000000 cargo test --quiet --release --manifest-path sdk/Cargo.toml --test fuzz
+	EDGEBOOK_FUZZ_LONG=1 $(PY) -m pytest -q tests/test_fuzz.py
 
 bench: setup
 	$(PY) bench/run.py

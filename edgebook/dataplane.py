@@ -27,6 +27,10 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}\Z").match
 #: Response headers a worker may not set: the gateway frames the HTTP message itself.
 _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive",
                          "upgrade", "te", "trailer", "proxy-connection"})
+#: What a worker's response header may look like (RFC 9110 token; visible text, space and
+#: tab, or Latin-1 obs-text), so nothing it sends can split or smuggle a header.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z").match
 #: How much more than the limit Tornado may read (and discard) before dropping the connection.
 _BODY_SLACK = 1024 * 1024
 
@@ -175,8 +179,13 @@ class DataPlaneHandler(web.RequestHandler):
             body = decode_body(response)
             self.set_status(status)
             for name, value in headers.items():
+                if not isinstance(name, str) or not _HEADER_NAME(name):
+                    raise ValueError(f"header name {name!r} is not an HTTP token")
+                if not isinstance(value, str) or not _HEADER_VALUE(value):
+                    raise ValueError(f"header {name} has a value with control or "
+                                     "non-Latin-1 characters")
                 if name.lower() not in _HOP_BY_HOP:
-                    self.set_header(name, value)  # refuses CR/LF and non-strings
+                    self.set_header(name, value)
         except (ValueError, TypeError, ProtocolError) as exc:
             self.clear()
             self.send_gateway_error(GatewayError(
