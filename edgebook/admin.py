@@ -1,5 +1,10 @@
 """The admin API: a token-protected Tornado app on its own listener, routes under /api/.
 
+The same listener serves the headless admin page at ``/admin/`` (static files, no secrets
+in them: the page asks for the token) and ``/admin/proxy/<path>``, which forwards to the
+data plane for the page's request builder when the ``X-Edgebook-Admin-Token`` header holds
+the token.
+
 Every route, including unknown paths, requires ``Authorization: Bearer <token>``; the
 event stream (``GET /api/events``) also accepts ``?token=`` because browsers' EventSource
 cannot set headers. Tokens compare in constant time. Bodies are JSON both ways and every
@@ -17,16 +22,18 @@ import dataclasses
 import hmac
 import json
 import logging
+import os
 import re
 import uuid
 from typing import Any
 
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
-from tornado.web import Application, HTTPError, RequestHandler
+from tornado.web import Application, HTTPError, RedirectHandler, RequestHandler, StaticFileHandler
 
 from . import __version__
 from .errors import GatewayError, error_body
-from .gateway import EndpointSpec, Gateway
+from .gateway import LIMIT_OPTIONS, EndpointSpec, Gateway
 from .registry import NotFoundError, RegistryError
 
 log = logging.getLogger("edgebook.admin")
@@ -193,7 +200,8 @@ def _spec_from(name: str, body: dict[str, Any], *, require: tuple[str, ...]) -> 
     return EndpointSpec(
         name=name, method=body["method"], path=body["path"], source=body["source"],
         deps=deps, domain=body.get("domain"), services=services, origin=origin,
-        options={k: body.get(k) for k in ("workers", "timeout", "max_body", "profile")})
+        options={k: body.get(k) for k in ("workers", "timeout", "max_body", "profile",
+                                          *LIMIT_OPTIONS)})
 
 
 class EndpointsHandler(AdminHandler):
@@ -518,12 +526,57 @@ ROUTES: list[AdminRoute] = [
 ]
 
 
+ADMIN_PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "admin_page")
+#: Headers that belong to one hop and are not forwarded by the admin page's proxy.
+_PROXY_DROP = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te",
+                         "upgrade", "proxy-connection", "content-length",
+                         "x-edgebook-admin-token", "authorization", "cookie"})
+
+
+class AdminPageProxyHandler(AdminHandler):
+    """``/admin/proxy/<path>``: the admin page's request builder reaching the data plane."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+    def _authorized(self) -> bool:
+        supplied = self.request.headers.get("X-Edgebook-Admin-Token", "")
+        return bool(supplied) and hmac.compare_digest(supplied.encode(), self.token.encode())
+
+    async def _forward(self, path: str) -> None:
+        request = self.request
+        url = self.gateway.url + "/" + path + (f"?{request.query}" if request.query else "")
+        headers = {k: v for k, v in request.headers.get_all() if k.lower() not in _PROXY_DROP}
+        try:
+            response = await AsyncHTTPClient().fetch(HTTPRequest(
+                url, method=request.method, headers=headers,
+                body=request.body if request.method in ("POST", "PUT", "PATCH") else None,
+                allow_nonstandard_methods=True, follow_redirects=False,
+                decompress_response=False, request_timeout=300), raise_error=False)
+        except (OSError, HTTPClientError) as exc:
+            raise GatewayError(502, "proxy_error", "the data plane did not answer",
+                               log_message=f"admin page proxy to {url}: {exc}") from None
+        self.set_status(response.code, response.reason)
+        self.clear_header("Content-Type")
+        for name, value in response.headers.get_all():
+            if name.lower() not in _PROXY_DROP and name.lower() != "content-encoding":
+                self.add_header(name, value)
+        self.finish(response.body or b"")
+
+    get = head = post = delete = patch = put = options = _forward
+
+
 def make_admin_app(gateway: Gateway, token: str, *, heartbeat: float = 15.0) -> Application:
-    """The admin API for ``gateway``, accepting ``token``."""
+    """The admin API for ``gateway``, accepting ``token``, and the headless admin page."""
     if not token:
         raise ValueError("the admin API needs a non-empty token")
     kwargs = {"gateway": gateway, "token": token}
     rules = [(route.pattern, route.handler, kwargs) for route in ROUTES]
+    rules += [
+        (r"/admin", RedirectHandler, {"url": "/admin/"}),
+        (r"/admin/proxy/(.*)", AdminPageProxyHandler, kwargs),
+        (r"/admin/(.*)", StaticFileHandler,
+         {"path": ADMIN_PAGE_DIR, "default_filename": "index.html"}),
+    ]
     return Application(rules, default_handler_class=NotFoundHandler,
                        default_handler_args=kwargs, heartbeat=heartbeat,
                        compress_response=False, serve_traceback=False)

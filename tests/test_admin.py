@@ -350,3 +350,24 @@ async def test_admin_client_against_the_api(gateway, builder, api):
     with pytest.raises(AdminError) as info:
         await in_thread(unreachable.health)
     assert info.value.status == 0 and info.value.error_type == "unreachable"
+
+
+@gateway_test
+async def test_admin_page_is_served_without_a_token_and_its_proxy_needs_one(gateway, builder, api):
+    from tornado.httpclient import AsyncHTTPClient
+    http = AsyncHTTPClient()
+    page = await http.fetch(api.base + "/admin/", raise_error=False)
+    assert page.code == 200 and b"<html" in page.body.lower()
+    assert api.token.encode() not in page.body
+    code, body, _ = await api.call("PUT", "/api/endpoints/e", {
+        "method": "GET", "path": "/e", "source": ""})
+    assert code == 201, body
+    refused = await http.fetch(api.base + "/admin/proxy/e", raise_error=False)
+    assert refused.code == 401 and json.loads(refused.body)["error_type"] == "unauthorized"
+    wrong = await http.fetch(api.base + "/admin/proxy/e", raise_error=False,
+                             headers={"X-Edgebook-Admin-Token": "nope"})
+    assert wrong.code == 401
+    forwarded = await http.fetch(api.base + "/admin/proxy/e?x=1", raise_error=False,
+                                 headers={"X-Edgebook-Admin-Token": api.token})
+    assert forwarded.code == 200, forwarded.body
+    assert json.loads(forwarded.body)["query"] == {"x": "1"}
