@@ -6,6 +6,7 @@ the admin API (including the event stream) and the data plane, restarts the gate
 it dies, and stops it with the server.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -66,16 +67,16 @@ def wait_for(predicate, timeout=60.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("jupyter-root")
+@contextlib.contextmanager
+def jupyter_server(root):
+    """A `jupyter server` for ``root`` with only this extension, on a free loopback port."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("EDGEBOOK_DATA_DIR", "EDGEBOOK_PROXY", "EDGEBOOK_SERVER"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["JUPYTER_NO_CONFIG"] = "1"  # no other extensions: only this one, enabled below
     env["JUPYTER_RUNTIME_DIR"] = str(root / ".runtime")
-    log = open(root / "jupyter.log", "wb")
+    log = open(root / "jupyter.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
          f"--port={port}", "--ip=127.0.0.1", "--port-retries=0",
@@ -99,6 +100,12 @@ def server(tmp_path_factory):
                 process.kill()
                 process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with jupyter_server(tmp_path_factory.mktemp("jupyter-root")) as running:
+        yield running
 
 
 def test_routes_need_jupyter_auth(server):
@@ -202,3 +209,24 @@ def test_gateway_stops_with_the_server(server):
     process.send_signal(signal.SIGTERM)
     process.wait(30)
     wait_for(lambda: not pid_alive(info.pid), timeout=30, what="the gateway to stop")
+
+
+def test_a_gateway_that_was_running_before_is_left_running(tmp_path):
+    data_dir = str(tmp_path / ".edgebook")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    gateway = subprocess.Popen([sys.executable, "-m", "edgebook", "serve", "--data-dir",
+                                data_dir, "--port", "0"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        info = wait_for(lambda: find_live(data_dir), timeout=60, what="the gateway")
+        assert info.pid == gateway.pid
+        with jupyter_server(tmp_path) as running:
+            status, _, _ = call(running["base"] + "/edgebook/api/health",
+                                headers=running["auth"])
+            assert status == 200
+        assert gateway.poll() is None
+        assert find_live(data_dir).pid == gateway.pid
+    finally:
+        gateway.terminate()
+        gateway.wait(30)
