@@ -37,9 +37,12 @@ from .openapi.samples import SampleStore
 from .protocol import DEFAULT_MAX_FRAME
 from .registry import (EndpointRecord, NotFoundError, Registry, RegistryError,
                        RevisionRecord, ServiceRecord, SQLiteRegistry)
+from .sandbox import Limits, Sandbox
 
 log = logging.getLogger("edgebook.gateway")
 
+#: Per-endpoint resource limits a client may set (see edgebook.sandbox.Limits).
+LIMIT_OPTIONS = tuple(Limits.OPTIONS)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
 PROFILES = ("dev", "release")
@@ -188,7 +191,7 @@ class Gateway:
                  builder: Any = None, supervisor_factory: Callable[..., Any] | None = None,
                  service_handler: Callable[..., Any] | None = None,
                  build_request: Callable[..., Any] | None = None, role: str = "primary",
-                 services: Any = None):
+                 services: Any = None, sandbox: Sandbox | None = None):
         if role not in ("primary", "follower"):
             raise ValueError(f"unknown gateway role {role!r}")
         self.config = config
@@ -211,6 +214,7 @@ class Gateway:
         self._home: str | None = None
         self._stopping = False
         self.followers: Any = None  # set by the multi-process launcher (primary only)
+        self.sandbox: Sandbox | None = sandbox  # how workers start; Sandbox.default() if None
         self.last_builds: dict[str, dict] = {}
         # Real exchanges per endpoint and status, for the OpenAPI document's examples.
         self.samples = SampleStore()
@@ -223,8 +227,13 @@ class Gateway:
         from .dataplane import make_dataplane_app, serve_dataplane  # runtime engine
         from .supervisor import Supervisor
 
-        os.makedirs(self.config.data_dir, exist_ok=True)
+        os.makedirs(self.config.data_dir, mode=0o700, exist_ok=True)
+        _owner_only(self.config.data_dir)  # the token, the registry, every handler's source
         self._home = tempfile.mkdtemp(prefix="edgebook-home-")
+        if self._supervisor_factory is None and self.sandbox is None:
+            self.sandbox = Sandbox.default()
+        if self.sandbox is not None:
+            self.sandbox.give(self._home)  # workers may write their HOME, nothing else of ours
         if self.registry is None:
             self.registry = SQLiteRegistry(self.config.registry_path)
         if self.builder is None and self.role == "primary":
@@ -235,6 +244,7 @@ class Gateway:
         extra = {"service_handler": self._service_handler or self._call_service}
         if self._supervisor_factory is None:
             extra["on_request_done"] = self._request_done
+            extra["sandbox"] = self.sandbox
             extra["on_response"] = self.samples.record
         self.supervisor = factory(on_event=self._on_supervisor_event,
                                   base_env=self.worker_env(), max_frame=self.config.max_frame,
@@ -562,7 +572,8 @@ class Gateway:
             name=record.name, method=record.method, path=record.path, domain=record.domain,
             workers=int(options.get("workers", 1)), timeout=float(options.get("timeout", 30.0)),
             max_body=int(options.get("max_body", DEFAULT_OPTIONS["max_body"])),
-            drain_timeout=self.config.drain_timeout)
+            drain_timeout=self.config.drain_timeout,
+            limits=Limits.from_options(options))
 
     def worker_env(self) -> dict[str, str]:
         """The whole environment a worker gets: nothing from ours but PATH and LANG.
@@ -584,7 +595,8 @@ class Gateway:
         self._require_primary()
         record = self.registry.get_endpoint(name)
         unknown = set(changes) - {"method", "path", "domain", "source", "deps", "workers",
-                                  "timeout", "max_body", "profile", "services", "origin"}
+                                  "timeout", "max_body", "profile", "services", "origin",
+                                  *LIMIT_OPTIONS}
         if unknown:
             raise DeployRejected(400, "invalid_field",
                                  f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -599,8 +611,8 @@ class Gateway:
             deps=list(changes.get("deps", record.deps)),
             domain=changes.get("domain", record.domain),
             options=record.options | {k: changes[k] for k in
-                                      ("workers", "timeout", "max_body", "profile")
-                                      if k in changes},
+                                      ("workers", "timeout", "max_body", "profile",
+                                       *LIMIT_OPTIONS) if k in changes},
             services=list(changes.get("services", self.registry.bindings(name))),
             origin=changes.get("origin", record.origin))
         return await self.put_endpoint(spec, wait=wait)
@@ -912,6 +924,18 @@ def _check_options(options: dict[str, Any]) -> None:
         raise bad("max_body must be a non-negative integer (bytes)")
     if options["profile"] not in PROFILES:
         raise bad(f"profile must be one of {', '.join(PROFILES)}")
+    try:
+        Limits.from_options(options)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+
+
+def _owner_only(path: str) -> None:
+    try:
+        if os.stat(path).st_uid == os.geteuid():
+            os.chmod(path, 0o700)
+    except OSError as exc:
+        log.warning("cannot make %s private: %s", path, exc)
 
 
 def _binary_exists(binary: str | None) -> bool:

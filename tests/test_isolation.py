@@ -150,6 +150,21 @@ def test_the_data_plane_serves_no_admin_route(gateway):
                 assert answer.get("error_type") in ("not_found", "method_not_allowed")
 
 
+
+def test_limits_are_set_per_endpoint_through_the_admin_api(gateway):
+    url = gateway.admin_url + "/api/endpoints/faults"
+    code, body = _http(url, "PATCH", {"limit_open_files": 0}, gateway.token)
+    assert code == 400 and "limit_open_files" in body["error"], body
+    code, body = _http(url, "PATCH", {"limit_open_files": 32, "limit_address_space": 512 * MiB},
+                       gateway.token)
+    assert code == 200, body
+    limits = _inside(gateway, "self")["limits"]
+    assert any(line.startswith("Max open files") and " 32 " in line
+               for line in limits.splitlines()), limits
+    assert str(512 * MiB) in limits
+    opened = _inside(gateway, "fd_bomb")["opened"]
+    assert opened < 32, opened
+
 def test_the_launcher_costs_about_a_millisecond_per_spawn(tmp_path_factory):
     hello = build_handlers(tmp_path_factory.mktemp("iso-build"), ("hello_handler.rs",))
     binary = hello["hello_handler.rs"]
