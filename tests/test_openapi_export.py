@@ -321,6 +321,21 @@ def test_declared_and_read_parameters_are_one_parameter():
          "schema": {"type": "integer", "format": "int64", "minimum": 0}}]
 
 
+def test_shorthand_types_unknown_to_the_handler_are_reported():
+    source = ('//! ```openapi\n//! requestBody: Vec<String>\n'
+              '//! responses: {"200": Missing, "201": {schema: "Option<i64>"}}\n//! ```\n')
+    doc = build_document([EndpointInfo("p", "POST", "/p", source)])
+    validate(doc)
+    op = doc["paths"]["/p"]["post"]
+    assert op["requestBody"]["content"]["application/json"]["schema"] == {
+        "type": "array", "items": {"type": "string"}}
+    assert op["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "type": ["integer", "null"], "format": "int64"}
+    assert op["x-edgebook-problems"] == [
+        "response 200 names 'Missing': no struct or enum of that name in this handler, "
+        "and not a type edgebook knows"]
+
+
 def test_any_endpoints_and_bad_blocks():
     doc = build_document([
         EndpointInfo("all", "ANY", "/x", "//! ```openapi\n//! summary: [oops\n//! ```\n"),

@@ -291,6 +291,21 @@ def test_schemathesis_finds_no_server_errors(filled):
     assert junit.count("<testcase") == 5  # every operation was exercised
 
 
+#: A handler as written for the original gateway: a whole program ending in its macro.
+ORIGINAL_STYLE_DELETE = """//! Delete a pet (written for the original gateway)
+use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(req: Request) -> Response {
+    match req.path_param("petId").map(String::as_str) {
+        Some("1") => Response::no_content(),
+        _ => Response::not_found(),
+    }
+}
+
+handler_loop!(handle);
+"""
+
+
 def make_bundle(nb) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -298,6 +313,8 @@ def make_bundle(nb) -> bytes:
             archive.writestr("petstore/openapi.yaml", handle.read())
         for operation_id, cell in handler_cells(nb).items():
             _, _, source = cell.source.partition("\n")  # the cell without its magic line
+            if operation_id == "deletePet":
+                source = ORIGINAL_STYLE_DELETE
             file = {"listPets": "list_pets", "createPet": "create_pet",
                     "showPetById": "show_pet_by_id", "updatePet": "update_pet",
                     "deletePet": "delete_pet"}[operation_id]
@@ -315,4 +332,6 @@ def test_bundle_import_deploys_the_handlers(filled):
     url = filled["url"]
     assert call("GET", url + "/v2/pets/1") == (200, {"id": 1, "name": "Rex", "tag": "dog"})
     assert call("POST", url + "/v2/pets", {"name": "Bo"})[0] == 201
+    assert call("DELETE", url + "/v2/pets/1") == (204, None)
+    assert call("DELETE", url + "/v2/pets/2") == (404, {"error": "Not Found"})
     assert call("GET", url + "/pets/1")[0] == 404  # the same endpoints moved to /v2

@@ -221,6 +221,12 @@ def _shorthand(value: Any, types, components) -> dict | None:
     return schema_for(value, types, components)
 
 
+def _check_type(name: str, schema: dict, where: str, problems: list[str]) -> None:
+    if '"Rust type ' in json.dumps(schema):
+        problems.append(f"{where} names {name!r}: no struct or enum of that name in this "
+                        "handler, and not a type edgebook knows")
+
+
 def _with_content(declared: dict, types, components) -> dict:
     """A Request Body or Response Object; the block's ``schema: Type`` shorthand (no
     ``content``) becomes ``content: {application/json: {schema}}``."""
@@ -239,9 +245,7 @@ def _request_body(endpoint: EndpointInfo, block: dict, types, components,
     body: dict[str, Any] | None = None
     schema = _shorthand(declared, types, components)
     if schema is not None:
-        if declared not in types and "$ref" not in json.dumps(schema):
-            problems.append(f"requestBody names {declared!r}, which is not a struct of "
-                            f"this handler")
+        _check_type(declared, schema, "requestBody", problems)
         body = {"required": True, "content": {"application/json": {"schema": schema}}}
     elif isinstance(declared, dict):
         body = _with_content(declared, types, components)
@@ -294,6 +298,7 @@ def _responses(block: dict, types, components, observed: dict[int, list[Sample]]
     for status, value in (declared or {}).items():
         schema = _shorthand(value, types, components)
         if schema is not None:
+            _check_type(value, schema, f"response {status}", problems)
             responses[status] = {"description": _reason(int(status)) if status.isdigit()
                                  else "Response",
                                  "content": {"application/json": {"schema": schema}}}
