@@ -12,7 +12,6 @@ import json
 import time
 import urllib.parse
 
-import pytest
 from openapi_spec_validator import validate
 from tornado.httpclient import AsyncHTTPClient
 
