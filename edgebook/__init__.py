@@ -53,6 +53,11 @@ def unload_ipython_extension(ipython):
     unload(ipython)
 
 
+def _jupyter_labextension_paths():
+    """Where JupyterLab finds the sidebar extension (built into edgebook/labextension)."""
+    return [{"src": "labextension", "dest": "@edgebook/labextension"}]
+
+
 def _jupyter_server_extension_points():
     from .serverextension import EdgebookExtension
     return [{"module": "edgebook.serverextension", "app": EdgebookExtension}]
