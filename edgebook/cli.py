@@ -374,9 +374,16 @@ def cmd_prebuild(args: argparse.Namespace) -> int:
     builder = Builder(args.data_dir)
     profiles = tuple(args.profile) if args.profile else None
 
+    last: list[tuple] = []
+
     def progress(event: dict) -> None:
-        phase = event.get("phase", "")
-        print(f"prebuild {event.get('profile', '')}: {phase}", file=sys.stderr, flush=True)
+        """One line per phase, and per crate while compiling (cargo reports each twice)."""
+        line = (event.get("profile", ""), event.get("phase", ""), event.get("crate"))
+        if last and last[-1] == line:
+            return
+        last[:] = [line]
+        crate = f" {line[2]}" if line[2] else ""
+        print(f"prebuild {line[0]}: {line[1]}{crate}", file=sys.stderr, flush=True)
 
     started = time.monotonic()
     try:
