@@ -247,13 +247,15 @@ def bench(method: str, path: str, *, n: int | None = None, concurrency: int = 8,
           duration: float | None = None, json: Any = _NO_JSON, data: Any = None,
           headers: Mapping[str, str] | None = None, params: Params = None,
           timeout: float = 10.0, label: str | None = None, allow_remote: bool = False,
-          base_url: str | None = None, session=None) -> "BenchReport":
+          progress: bool | None = None, base_url: str | None = None,
+          session=None) -> "BenchReport":
     """Send ``n`` requests (default 1000) over ``concurrency`` keep-alive connections.
 
     ``duration`` (seconds) stops the run early; with ``duration`` and no ``n``, the run
     lasts ``duration``. Both are capped (``MAX_REQUESTS``, ``MAX_DURATION``). The run
     happens on a private thread; a KeyboardInterrupt stops it and the partial report is
-    returned (``report.interrupted`` is True).
+    returned (``report.interrupted`` is True). ``progress`` shows a live progress bar for
+    runs longer than half a second (default: when a widget frontend is present).
     """
     if n is None:
         n = MAX_REQUESTS if duration is not None else DEFAULT_REQUESTS
@@ -279,7 +281,12 @@ def bench(method: str, path: str, *, n: int | None = None, concurrency: int = 8,
     if not allow_remote:
         check_loopback(host)
     runner = _Runner(host, port, _encode(sent, parts), n, concurrency, duration, timeout)
-    interrupted = _run_in_thread(runner)
+    ticker = _progress_ticker(runner) if progress is not False else None
+    try:
+        interrupted = _run_in_thread(runner, ticker)
+    finally:
+        if ticker is not None:
+            ticker.close()
     report = BenchReport.from_runner(runner, method=sent.method, url=url, label=label,
                                      interrupted=interrupted)
     if report.requests and runner.refused == report.requests:
@@ -303,8 +310,22 @@ def _encode(sent, parts) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def _run_in_thread(runner: _Runner) -> bool:
-    """Run ``runner`` on a private thread and loop; True when it was interrupted."""
+def _progress_ticker(runner: _Runner):
+    from .progress import BenchProgress, widgets_wanted
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    if not widgets_wanted(get_ipython()):
+        return None
+    return BenchProgress(runner.n if runner.n < MAX_REQUESTS else None, runner.duration)
+
+
+def _run_in_thread(runner: _Runner, ticker=None) -> bool:
+    """Run ``runner`` on a private thread and loop; True when it was interrupted.
+
+    ``ticker.update(done, elapsed)`` is called on this thread every few tenths of a second.
+    """
     failure: list[BaseException] = []
 
     def main():
@@ -318,7 +339,9 @@ def _run_in_thread(runner: _Runner) -> bool:
     interrupted = False
     try:
         while thread.is_alive():
-            thread.join(0.1)
+            thread.join(0.25)
+            if ticker is not None and runner.t0:
+                ticker.update(len(runner.statuses), time.perf_counter() - runner.t0)
     except KeyboardInterrupt:
         interrupted = True
         runner.stopping = True     # no new requests; in-flight ones finish or time out

@@ -128,10 +128,17 @@ class WidgetProgress:
         self.label.value = f"{_esc(text)}"
 
     def finish(self, deployed, session) -> None:
+        from IPython.lib.pretty import pretty
+
         from .tryit import endpoint_card
         self.bar.value = self.bar.max
         self.bar.bar_style = "success"
-        self.handle.update(endpoint_card(deployed, session))
+        # The widget, plus the card as HTML and text: what a saved notebook shows where
+        # widgets do not run (a static viewer, a later session without the kernel).
+        bundle = endpoint_card(deployed, session)._repr_mimebundle_()
+        bundle["text/html"] = deployed._repr_html_()
+        bundle["text/plain"] = pretty(deployed)
+        self.handle.update(bundle, raw=True)
 
     def fail(self, message: str) -> None:
         self.bar.bar_style = "danger"
@@ -145,3 +152,39 @@ class WidgetProgress:
 def _esc(text: str) -> str:
     import html
     return html.escape(text)
+
+
+class BenchProgress:
+    """A load test's progress bar, shown once a run lasts over ``delay`` seconds and
+    removed when it ends (the report is what stays)."""
+
+    def __init__(self, total: int | None, duration: float | None, delay: float = 0.5):
+        self.total = total
+        self.duration = duration
+        self.delay = delay
+        self.box = None
+
+    def update(self, done: int, elapsed: float) -> None:
+        if elapsed < self.delay:
+            return
+        if self.box is None:
+            import ipywidgets as w
+            from IPython.display import display
+            self.bar = w.FloatProgress(value=0, min=0, max=1, bar_style="info",
+                                       layout=w.Layout(width="240px"))
+            self.label = w.HTML()
+            self.box = w.HBox([self.bar, self.label])
+            self.handle = display(self.box, display_id=True)
+        fractions = []
+        if self.total:
+            fractions.append(done / self.total)
+        if self.duration:
+            fractions.append(elapsed / self.duration)
+        self.bar.value = min(max(fractions, default=0.0), 1.0)
+        rate = done / elapsed if elapsed > 0 else 0.0
+        self.label.value = f"{done:,} requests in {elapsed:.1f} s ({rate:,.0f} req/s)"
+
+    def close(self) -> None:
+        if self.box is not None:
+            self.handle.update({"text/plain": ""}, raw=True)  # leave no dead widget behind
+            self.box.close()

@@ -106,3 +106,26 @@ def test_widgets_only_with_a_live_frontend(monkeypatch):
     assert widgets_wanted(FakeShell(kernel=object()))
     monkeypatch.setenv("EDGEBOOK_WIDGETS", "0")
     assert not widgets_wanted(FakeShell(kernel=object()))
+
+
+def test_bench_progress_appears_only_for_long_runs(monkeypatch):
+    from edgebook.progress import BenchProgress
+    shown = []
+    class Handle:
+        def update(self, data, raw=False):
+            shown.append(("update", data))
+
+    monkeypatch.setattr("IPython.display.display",
+                        lambda obj, display_id=False: shown.append(obj) or Handle())
+    progress = BenchProgress(total=1000, duration=None)
+    progress.update(100, 0.2)
+    assert progress.box is None and not shown
+    progress.update(400, 1.0)
+    assert shown and progress.bar.value == 0.4
+    assert progress.label.value == "400 requests in 1.0 s (400 req/s)"
+    timed = BenchProgress(total=None, duration=4.0)
+    timed.update(10, 3.0)
+    assert timed.bar.value == 0.75
+    progress.close()
+    assert shown[-1] == ("update", {"text/plain": ""})
+    timed.close()

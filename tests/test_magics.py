@@ -156,6 +156,9 @@ def test_widgets_in_a_live_frontend(project):
     views = [o for o in nb.cells[1].outputs
              if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert views, nb.cells[1].outputs
+    card = views[-1]["data"]  # the progress bar, replaced by the card with static fallbacks
+    assert "is live at" in card["text/html"]
+    assert card["text/plain"].startswith("GET /hello is live: http://127.0.0.1:")
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     names = {m["model_name"] for m in state.values()}
     assert {"FloatProgressModel", "ButtonModel", "TextModel", "OutputModel"} <= names

@@ -51,7 +51,7 @@ async function main() {
     writeNotebook(join(server.project, 'cells.ipynb'), [
       '%load_ext edgebook',
       CELL,
-      'import edgebook\nreport = edgebook.bench("GET", "/hello", n=200, concurrency=4)\nreport'
+      'import edgebook\nreport = edgebook.bench("GET", "/hello", duration=1.5, concurrency=4)\nreport'
     ]);
     await jupyterFetch(server, 'lab/api/settings/@jupyterlab/apputils-extension:notification', {
       method: 'PUT',
@@ -147,10 +147,15 @@ async function main() {
       await send('Hello, edited!');
     });
 
-    await step('a load test shows the percentile table and the histogram', async () => {
+    await step('a load test shows live progress, then the percentile table and the histogram', async () => {
+      await page.evaluate(() => {
+        window.sawProgress = false;
+      });
       await run(2);
       const bench = cell(2).locator('.edgebook-bench');
       await bench.locator('img').waitFor({ timeout: 120000 });
+      expect(await page.evaluate(() => window.sawProgress), 'no progress bar during the load test');
+      expect((await cell(2).locator('.widget-hprogress').count()) === 0, 'the progress bar stayed');
       const table = await bench.locator('table').textContent();
       for (const column of ['p50_ms', 'p90_ms', 'p99_ms', 'max_ms', 'req_per_s']) {
         expect(table.includes(column), `no ${column} in ${table}`);
