@@ -1,0 +1,239 @@
+"""Every code sample in README.md and docs/*.md is compiled, executed or checked.
+
+Fenced blocks are picked by their info string:
+
+- ``rust``: a handler program (a leading ``%%rust_handler`` line is dropped); all of them are
+  compiled in ONE cargo build, each wrapped in a module of its own, by the build service.
+  ``rust,ignore`` marks a fragment that is not a whole handler; keep those rare.
+- ``python`` and ``ipython`` in the guide and the README: run in order in one IPython shell
+  (a child process) against a real gateway in a temporary data dir, stopped at the end.
+  ``python`` blocks elsewhere (reference signatures) must at least compile.
+- ``sh``: every ``edgebook ...`` line must parse with the real ``edgebook`` argument parser,
+  ``make X`` must name a Makefile target, and other commands must exist on PATH.
+- ``json``: must parse (one value, or several in a row).
+- ``docs/admin-api.md`` must be what ``python -m edgebook.apidoc`` renders now.
+"""
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from edgebook.apidoc import DOC_PATH, render
+from edgebook.runtime import find_live, pid_alive
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+EXECUTED = [REPO / "README.md", REPO / "docs" / "guide.md"]
+FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
+KNOWN = {"rust", "rust,ignore", "python", "ipython", "sh", "json", ""}
+
+needs_cargo = pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is needed")
+
+
+def blocks(lang: str, docs=DOCS) -> list[tuple[str, int, str]]:
+    """``(file name, line, code)`` of every block with info string ``lang``."""
+    found = []
+    for path in docs:
+        text = path.read_text()
+        for match in FENCE.finditer(text):
+            if match.group(1).strip() == lang:
+                line = text.count("\n", 0, match.start()) + 1
+                found.append((path.name, line, match.group(2)))
+    return found
+
+
+def test_every_block_has_a_known_language():
+    for path in DOCS:
+        for match in FENCE.finditer(path.read_text()):
+            assert match.group(1).strip() in KNOWN, \
+                f"{path.name}: unknown code block type {match.group(1)!r}"
+
+
+def test_the_guide_has_samples_of_every_kind():
+    guide = [REPO / "docs" / "guide.md"]
+    counts = {lang: len(blocks(lang, guide)) for lang in ("rust", "python", "ipython", "sh")}
+    assert counts["rust"] >= 5 and counts["python"] >= 3 and counts["ipython"] >= 3, counts
+    assert counts["sh"] >= 2, counts
+    assert not blocks("rust,ignore", guide), "the guide's Rust samples are all whole handlers"
+
+
+def test_admin_api_reference_is_current():
+    assert DOC_PATH.read_text() == render(), (
+        "docs/admin-api.md is stale: run `.venv/bin/python -m edgebook.apidoc --write`")
+
+
+def test_admin_api_reference_lists_every_route():
+    from edgebook.admin import ROUTES
+    text = DOC_PATH.read_text()
+    for route in ROUTES:
+        for method in route.methods:
+            assert f"### `{method} {route.path}`" in text
+
+
+# -- Rust ------------------------------------------------------------------------------------
+
+def rust_program(code: str) -> str:
+    lines = code.splitlines()
+    if lines and lines[0].startswith("%%rust_handler"):
+        lines = lines[1:]
+    return "\n".join(lines)
+
+
+@needs_cargo
+def test_rust_samples_compile_as_handlers(tmp_path):
+    from edgebook.build import Builder, BuildRequest
+    samples = blocks("rust")
+    assert len(samples) >= 6
+    parts = ["#![allow(dead_code, unused_variables, unused_imports)]"]
+    spans = []  # (first line in the batch, last line, where the sample is)
+    for index, (name, line, code) in enumerate(samples):
+        body = rust_program(code)
+        first = sum(p.count("\n") + 1 for p in parts) + 1
+        parts.append(f"mod sample_{index} {{\n{body}\n}}")
+        spans.append((first, first + body.count("\n") + 2, f"{name}:{line}"))
+    parts.append("fn main() {}")
+    source = "\n".join(parts)
+    builder = Builder(tmp_path / "data")
+    result = asyncio.run(builder.build(BuildRequest("doc_samples", source)))
+    if not result.ok:
+        where = sorted({place for d in result.errors for first, last, place in spans
+                        if d.line is not None and first <= d.line <= last})
+        pytest.fail(f"Rust samples that do not compile: {where}\n{result.render(source)}")
+
+
+# -- Python and IPython ----------------------------------------------------------------------
+
+RUNNER = textwrap.dedent("""
+    import json, sys
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "edgebook")  # as in a notebook that ran the quick start
+    results = []
+    for place, code in json.loads(sys.stdin.read()):
+        with capture_output() as captured:
+            outcome = shell.run_cell(code)
+        error = outcome.error_before_exec or outcome.error_in_exec
+        results.append({"place": place, "ok": outcome.success,
+                        "error": f"{type(error).__name__}: {error}" if error else None,
+                        "stdout": captured.stdout[-2000:]})
+        if not outcome.success:
+            break
+    print("RESULTS " + json.dumps(results))
+""")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    path = tmp_path / ".edgebook"
+    yield path
+    info = find_live(str(path), check_health=False)
+    if info is not None and pid_alive(info.pid):
+        os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while pid_alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@needs_cargo
+@pytest.mark.timeout(600)
+def test_python_and_ipython_samples_run_against_a_gateway(data_dir, tmp_path):
+    samples = []
+    for path in EXECUTED:
+        text = path.read_text()
+        for match in FENCE.finditer(text):
+            lang = match.group(1).strip()
+            line = text.count("\n", 0, match.start()) + 1
+            code = match.group(2)
+            if lang in ("python", "ipython"):
+                samples.append((f"{path.name}:{line}", code))
+            elif lang == "rust" and code.startswith("%%rust_handler"):
+                samples.append((f"{path.name}:{line}", code))  # a notebook cell
+    assert len(samples) >= 6
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("EDGEBOOK_WIDGETS", "JPY_SESSION_NAME", "EDGEBOOK_PROXY_BASE",
+                        "EDGEBOOK_SERVER_ROOT")}
+    env["EDGEBOOK_DATA_DIR"] = str(data_dir)
+    env["EDGEBOOK_WIDGETS"] = "0"
+    done = subprocess.run([sys.executable, "-c", RUNNER], input=json.dumps(samples),
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=540)
+    marker = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert marker, f"the sample runner failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    results = json.loads(marker[-1][len("RESULTS "):])
+    failed = [r for r in results if not r["ok"]]
+    assert not failed, f"a docs sample failed: {failed[0]}"
+    assert len(results) == len(samples)
+
+
+def test_python_reference_blocks_compile():
+    for name, line, code in blocks("python"):
+        compile(code, f"{name}:{line}", "exec")
+
+
+# -- shell and JSON --------------------------------------------------------------------------
+
+def makefile_targets() -> set[str]:
+    text = (REPO / "Makefile").read_text()
+    return set(re.findall(r"^([A-Za-z][\w-]*):", text, re.M))
+
+
+def shell_commands(code: str) -> list[list[str]]:
+    commands = []
+    for raw in code.splitlines():
+        line = raw.split(" #", 1)[0].strip().rstrip("&").strip()
+        if not line or line.startswith("#"):
+            continue
+        commands.append(shlex.split(line))
+    return commands
+
+
+def test_shell_samples_name_real_commands():
+    from edgebook.cli import build_parser
+    parser = build_parser()
+    targets = makefile_targets()
+    checked = 0
+    for name, line, code in blocks("sh"):
+        for argv in shell_commands(code):
+            program = os.path.basename(argv[0])
+            where = f"{name}:{line}: {shlex.join(argv)}"
+            if program == "edgebook":
+                if argv[1:] and argv[-1] == "--help":
+                    assert argv[1] in parser._subparsers._group_actions[0].choices, where
+                else:
+                    try:
+                        parser.parse_args(argv[1:])
+                    except SystemExit:
+                        pytest.fail(f"edgebook does not accept {where}")
+            elif program == "make":
+                assert set(argv[1:]) <= targets, where
+            else:
+                assert shutil.which(program), f"{where}: {program} is not installed"
+            checked += 1
+    assert checked >= 10
+
+
+def test_json_samples_parse():
+    samples = blocks("json")
+    assert samples
+    decoder = json.JSONDecoder()
+    for name, line, code in samples:
+        position, text = 0, code.strip()
+        while position < len(text):  # one value, or several in a row (frames on a pipe)
+            try:
+                _, position = decoder.raw_decode(text, position)
+            except ValueError as exc:
+                pytest.fail(f"{name}:{line}: not JSON: {exc}")
+            while position < len(text) and text[position].isspace():
+                position += 1
