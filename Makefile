@@ -38,8 +38,11 @@ $(JUPYTER_STAMP): $(STAMP) $(LABEXT_BUILT)
 	cp jupyter-config/jupyter_server_config.d/edgebook.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	touch $@
 
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 run: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT)
 
 serve: setup
 	$(VENV)/bin/edgebook serve
