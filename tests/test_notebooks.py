@@ -38,7 +38,8 @@ from edgebook.runtime import find_live, pid_alive
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
-NBVAL_ARGS = ["-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
+NBVAL_ARGS = ["-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest",
+              "--nbval-lax", "--nbval-current-env",
               "--nbval-sanitize-with", str(SANITIZE)]
 
 # Variables the notebooks read to find the servers of the test setup (or a user's own).
