@@ -200,9 +200,12 @@ def test_dead_gateway_is_restarted(server):
     assert pid_alive(second.pid)
     # the extension picks the new gateway up, which restored the endpoint from its binary
     answers = []
-    wait_for(lambda: answers.append(call(server["base"] + "/edgebook/proxy/hello",
-                                         headers=server["auth"])) or answers[-1][0] == 200,
-             timeout=30, what=f"the proxy to reach the new gateway ({answers[-1:]})")
+    try:
+        wait_for(lambda: answers.append(call(server["base"] + "/edgebook/proxy/hello",
+                                             headers=server["auth"])) or answers[-1][0] == 200,
+                 timeout=30, what="the proxy to reach the new gateway")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last answer {answers[-1]}") from None
     assert json.loads(answers[-1][2])["message"] == "Hello, World!"
 
 
