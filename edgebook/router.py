@@ -17,6 +17,8 @@ Patterns are paths whose segments are either static text or ``{name}`` parameter
   host exactly; ``*.example.com`` answers any subdomain of ``example.com`` (one level or
   more) but not ``example.com`` itself. Hosts compare case-insensitively, without the port.
   At one path, an exact domain beats a wildcard, which beats no domain.
+- **Any method.** A route whose method is ``ANY`` answers every method at its path; a
+  route for the request's own method at the same path wins over it.
 - **Errors.** No pattern matches the path (for this host): 404. Patterns match the path but
   none accepts the method: 405 with an ``Allow`` header listing the methods that would.
 
@@ -217,6 +219,9 @@ class Router:
                 allowed: set[str]) -> _Entry | None:
         if depth == len(segments):
             for entry in node.methods.get(method, ()):
+                if _domain_accepts(entry.route.domain, host):
+                    return entry
+            for entry in node.methods.get("ANY", ()):
                 if _domain_accepts(entry.route.domain, host):
                     return entry
             for other, entries in node.methods.items():

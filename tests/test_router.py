@@ -167,3 +167,15 @@ def test_param_pattern_matches_any_nonempty_segments(segments):
     router = make_router(Route("r", "GET", pattern))
     match = router.match("GET", "/" + "/".join(segments))
     assert list(match.params.values()) == segments
+
+
+def test_any_method_route_answers_every_method_and_a_specific_one_wins():
+    router = Router()
+    router.set(Route("any", "ANY", "/things/{id}"))
+    router.set(Route("get", "GET", "/things/{id}"))
+    assert router.match("DELETE", "/things/1").route.name == "any"
+    assert router.match("POST", "/things/1").params == {"id": "1"}
+    assert router.match("GET", "/things/1").route.name == "get"
+    with pytest.raises(GatewayError) as info:
+        router.match("GET", "/other")
+    assert info.value.status == 404
