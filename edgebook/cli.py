@@ -13,6 +13,7 @@ start, no gateway running); 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import json
 import asyncio
 import logging
 import os
@@ -113,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
         "prebuild", help="compile the SDK's dependencies into the shared target dir"))
     prebuild.add_argument("--profile", action="append", choices=["dev", "release"],
                           help="profile(s) to prebuild (default: both)")
+
+    service = sub.add_parser("service", help="manage services (databases, caches, buckets)")
+    service_sub = service.add_subparsers(dest="service_command", required=True,
+                                         metavar="ACTION")
+    add = with_data_dir(service_sub.add_parser(
+        "add", help="add or replace a service: NAME KIND [URL] [key=value ...]"))
+    add.add_argument("name")
+    add.add_argument("kind", help="sqlite, postgres, redis, s3 or files")
+    add.add_argument("options", nargs="*", help="a URL and/or key=value options")
+    with_data_dir(service_sub.add_parser("list", help="list services (secrets masked)"))
+    for action, text in (("test", "check that a service is reachable"),
+                         ("rm", "remove a service")):
+        with_data_dir(service_sub.add_parser(action, help=text)).add_argument("name")
 
     from .openapi.commands import add_parsers as add_openapi_parsers
     COMMANDS.update(add_openapi_parsers(sub, with_data_dir))
@@ -367,6 +381,37 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    from .services.errors import ServiceConfigError
+    from .services.options import parse_options
+
+    client = _client(args)
+    action = args.service_command
+    if action == "add":
+        try:
+            config = parse_options(args.kind, args.options)
+        except ServiceConfigError as exc:
+            raise CliError(str(exc), 2) from None
+        shown = client.put_service(args.name, args.kind, config)
+        print(f"service {args.name} ({args.kind}): {json.dumps(shown.get('config', {}))}")
+    elif action == "list":
+        for record in client.services():
+            mark = " (built in)" if record.get("builtin") else ""
+            print(f"{record['name']:<16} {record['kind']:<9}{mark} "
+                  f"{json.dumps(record.get('config', {}))}")
+    elif action == "test":
+        result = client.test_service(args.name)
+        if not result.get("ok"):
+            error = result.get("error") or {}
+            print(f"{args.name}: not reachable: {error.get('message', result)}")
+            return 1
+        print(f"{args.name}: ok ({result.get('latency_ms', 0):.1f} ms)")
+    elif action == "rm":
+        client.delete_service(args.name)
+        print(f"removed service {args.name}")
+    return 0
+
+
 def cmd_prebuild(args: argparse.Namespace) -> int:
     from .build import Builder, PrebuildError
 
@@ -403,7 +448,8 @@ def cmd_prebuild(args: argparse.Namespace) -> int:
 
 COMMANDS = {"serve": cmd_serve, "_follow": cmd_follow, "deploy": cmd_deploy,
             "status": cmd_status, "logs": cmd_logs, "stop": cmd_stop, "start": cmd_start,
-            "restart": cmd_restart, "rm": cmd_rm, "prebuild": cmd_prebuild}
+            "restart": cmd_restart, "rm": cmd_rm, "prebuild": cmd_prebuild,
+            "service": cmd_service}
 
 
 if __name__ == "__main__":

@@ -266,3 +266,28 @@ def test_processes_2_serves_every_endpoint_from_both_processes(tmp_path, server_
     assert server.terminate() == 0
     for pid in gateways[1:]:
         assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_service_add_list_test_rm(tmp_path):
+    server = Server(tmp_path / ".edgebook")
+    try:
+        data = ["--data-dir", server.data_dir]
+        added = edgebook("service", "add", "pets", "sqlite", "services/pets.sqlite3",
+                         "pool_size=2", *data)
+        assert added.returncode == 0, added.stderr
+        assert '"pool_size": 2' in added.stdout
+        listed = edgebook("service", "list", *data)
+        assert listed.returncode == 0
+        names = [line.split()[0] for line in listed.stdout.splitlines()]
+        assert "pets" in names and "default" in names
+        tested = edgebook("service", "test", "pets", *data)
+        assert tested.returncode == 0 and "pets: ok" in tested.stdout, tested.stdout
+        bad = edgebook("service", "add", "cache", "redis", "redis://a", "redis://b", *data)
+        assert bad.returncode == 2 and "give a URL once" in bad.stderr
+        refused = edgebook("service", "add", "db", "postgres", "port=notanumber", *data)
+        assert refused.returncode == 1 and "port" in refused.stderr
+        removed = edgebook("service", "rm", "pets", *data)
+        assert removed.returncode == 0
+        assert "pets" not in edgebook("service", "list", *data).stdout
+    finally:
+        server.terminate()
