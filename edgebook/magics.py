@@ -154,10 +154,13 @@ class GatewayMagics(Magics):
     @magic_arguments()
     @argument("command", nargs="?", default="status",
               choices=["status", "logs", "stop", "start", "restart", "rm", "url", "open",
-                       "openapi", "import-openapi"],
+                       "openapi", "import-openapi", "service"],
               help="what to do (default: status)")
     @argument("name", nargs="?", help="the endpoint (for logs, stop, start, restart, rm), "
-                                      "or the spec file (for import-openapi)")
+                                      "the spec file (for import-openapi), or the action "
+                                      "for service: add, list, test, rm")
+    @argument("rest", nargs="*", help="service add: NAME KIND [URL] [key=value ...]; "
+                                      "service test|rm: NAME")
     @argument("--lines", "-n", type=int, default=50, help="how many log lines")
     @argument("--save", metavar="FILE",
               help="openapi: also write the document to FILE (.json, .yaml or .yml)")
@@ -166,7 +169,9 @@ class GatewayMagics(Magics):
     @line_magic
     def edgebook(self, line: str):
         """%edgebook status | logs NAME | stop NAME | start NAME | restart NAME | rm NAME |
-        url [NAME] | open [NAME] | openapi [--save FILE] | import-openapi SPEC [-o NOTEBOOK]"""
+        url [NAME] | open [NAME] | openapi [--save FILE] | import-openapi SPEC [-o NOTEBOOK] |
+        service add NAME KIND [URL] [key=value ...] | service list | service test NAME |
+        service rm NAME"""
         args = parse_argstring(self.edgebook, line)
         needs_name = ("logs", "stop", "start", "restart", "rm")
         if args.command in needs_name and not args.name:
@@ -252,6 +257,41 @@ class GatewayMagics(Magics):
             print(f"saved the OpenAPI document of {len(document.get('paths') or {})} "
                   f"path(s) to {args.save}")
         return JSON(document, expanded=False, root="openapi")
+
+    def _service(self, session, admin, args):
+        """Services (databases, caches, buckets) handlers may use: add, list, test, rm."""
+        from .services.errors import ServiceConfigError
+        from .services.options import parse_options
+        action, rest = args.name or "list", args.rest
+        if action == "add":
+            if len(rest) < 2:
+                raise UsageError("usage: %edgebook service add NAME KIND [URL] [key=value ...]")
+            try:
+                config = parse_options(rest[1], rest[2:])
+            except ServiceConfigError as exc:
+                raise UsageError(f"%edgebook service add: {exc}") from None
+            shown = admin.put_service(rest[0], rest[1], config)
+            print(f"service {rest[0]} ({rest[1]}): {json.dumps(shown.get('config', {}))}")
+            return None
+        if action == "list":
+            import pandas as pd
+            rows = [{"name": r["name"], "kind": r["kind"], "builtin": bool(r.get("builtin")),
+                     "config": json.dumps(r.get("config", {}))} for r in admin.services()]
+            return pd.DataFrame(rows, columns=["name", "kind", "builtin", "config"])
+        if action in ("test", "rm") and len(rest) == 1:
+            if action == "rm":
+                admin.delete_service(rest[0])
+                print(f"{rest[0]}: removed")
+                return None
+            result = admin.test_service(rest[0])
+            if result.get("ok"):
+                print(f"{rest[0]}: ok ({result.get('latency_ms', 0):.1f} ms)")
+            else:
+                print(f"{rest[0]}: not reachable: "
+                      f"{(result.get('error') or {}).get('message', result)}")
+            return None
+        raise UsageError("usage: %edgebook service add NAME KIND [URL] [key=value ...] | "
+                         "service list | service test NAME | service rm NAME")
 
     def _import_openapi(self, args):
         if not args.name:

@@ -219,6 +219,11 @@ run("bad_path", "%%rust_handler GET x\nfn handle() {}")
 run("empty", "%%rust_handler GET /x\n")
 run("no_name", "%edgebook logs")
 run("bench_remote", "%rust_bench GET http://192.0.2.1/x -n 5")
+run("service_add", "%edgebook service add notes sqlite services/notes.sqlite3 pool_size=2")
+run("service_list", "services = %edgebook service list\nprint(services.to_string())")
+run("service_test", "%edgebook service test notes")
+run("service_rm", "%edgebook service rm notes")
+run("service_bad", "%edgebook service add cache redis redis://a redis://b")
 print(json.dumps(results))
 """
 
@@ -252,7 +257,11 @@ def test_magics_through_interactive_shell(project):
     assert r["stopped"]["stdout"].strip() == "503"
     assert "shell_hello: running" in r["start"]["stdout"]
     assert "shell_hello: removed" in r["rm"]["stdout"]
-    for key in ("bad_method", "bad_path", "empty", "no_name", "bench_remote"):
+    assert r["service_add"]["ok"] and '"pool_size": 2' in r["service_add"]["stdout"]
+    assert "notes" in r["service_list"]["stdout"] and "default" in r["service_list"]["stdout"]
+    assert "notes: ok" in r["service_test"]["stdout"]
+    assert "notes: removed" in r["service_rm"]["stdout"]
+    for key in ("bad_method", "bad_path", "empty", "no_name", "bench_remote", "service_bad"):
         assert r[key]["error"] == "UsageError", (key, r[key])
 
 
