@@ -267,6 +267,11 @@ class BuildHandler(AdminHandler):
         self.send_deploy(result)
 
 
+class BuildCancelHandler(AdminHandler):
+    def post(self, name: str) -> None:
+        self.send({"name": name, "cancelled": self.gateway.cancel_build(name)})
+
+
 class StartHandler(AdminHandler):
     async def post(self, name: str) -> None:
         self.send(await self.gateway.start_endpoint(name))
@@ -492,6 +497,8 @@ ROUTES: list[AdminRoute] = [
     AdminRoute("/api/endpoints/{name}/source", SourceHandler,
                {"GET": "The endpoint's Rust source", "PUT": "Replace the source and redeploy"},
                _WAIT),
+    AdminRoute("/api/endpoints/{name}/build/cancel", BuildCancelHandler,
+               {"POST": "Cancel the endpoint's queued or running build"}),
     AdminRoute("/api/endpoints/{name}/build", BuildHandler,
                {"POST": "Rebuild the current source and deploy it"}, _WAIT),
     AdminRoute("/api/endpoints/{name}/start", StartHandler,

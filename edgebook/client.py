@@ -207,6 +207,11 @@ class AdminClient:
     def delete_service(self, name: str) -> None:
         self.request("DELETE", f"/api/services/{_q(name)}")
 
+    def cancel_build(self, name: str) -> bool:
+        """Cancel the endpoint's queued or running build; True if there was one."""
+        return bool(self.request("POST", f"/api/endpoints/{_q(name)}/build/cancel")
+                    .get("cancelled"))
+
     def test_service(self, name: str) -> dict:
         return self.request("POST", f"/api/services/{_q(name)}/test")
 

@@ -481,6 +481,11 @@ class Gateway:
                 profile=profile, build_status=result.status,
                 diagnostics=[_jsonable(d) for d in result.diagnostics or []])
             build["revision"] = revision.number
+            if result.status in ("cancelled", "superseded") and serving is not None \
+                    and record.state != "stopped" and keeps:
+                self._set_state(name, "running", f"build {result.status}{keeps}")
+                return {"endpoint": self.view(self.registry.get_endpoint(name)),
+                        "build": build}
             if not result.ok:
                 self._set_state(name, "build_failed", _build_reason(result) + keeps)
                 return {"endpoint": self.view(self.registry.get_endpoint(name)),
@@ -493,6 +498,14 @@ class Gateway:
             if (ok and spawn_release and profile == "dev" and self.config.release_after_dev):
                 self._spawn(self._release_later(name, revision.number))
             return {"endpoint": self.view(self.registry.get_endpoint(name)), "build": build}
+
+    def cancel_build(self, name: str) -> bool:
+        """Stop the endpoint's queued or running build (cargo is killed); True if there was
+        one. The live revision, if any, keeps serving."""
+        self._require_primary()
+        self.registry.get_endpoint(name)
+        cancel = getattr(self.builder, "cancel", None)
+        return bool(cancel(name)) if cancel is not None else False
 
     async def _release_later(self, name: str, dev_revision: int) -> None:
         """Build release in the background and hot-swap, unless a newer deploy came."""

@@ -53,6 +53,18 @@ def _flatten(values) -> list[str]:
     return out
 
 
+def _cancel_build(admin, name: str) -> str:
+    """Ask the gateway to cancel ``name``'s build after an interrupt; what happened, in words."""
+    from .client import AdminError
+    try:
+        cancelled = admin.cancel_build(name)
+    except AdminError:
+        cancelled = False
+    if cancelled:
+        return "its build was cancelled; the endpoint's live revision, if any, keeps serving"
+    return "the gateway had already finished that build"
+
+
 def notebook_origin(shell) -> dict[str, Any]:
     """Where a cell lives, for the sidebar's jump-to-cell: notebook path and cell id."""
     origin: dict[str, Any] = {}
@@ -113,8 +125,7 @@ class RustHandlerMagics(Magics):
         try:
             deployed = deploy_cell(admin, spec, progress.event)
         except KeyboardInterrupt:
-            message = (f"stopped waiting for {spec.name!r}; the gateway finishes that build "
-                       "and switches to it only if it compiles")
+            message = f"stopped waiting for {spec.name!r}; " + _cancel_build(admin, spec.name)
             progress.interrupted(f"interrupted: {message}")
             raise DeployInterrupted(message) from None
         except CellError as exc:

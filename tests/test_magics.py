@@ -292,7 +292,15 @@ def test_interrupt_stops_waiting_for_a_build(project):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["error"] == "DeployInterrupted" and result["keyboard"]
     assert result["seconds"] < 3.0, result  # the build alone takes longer than that
-    assert "interrupted: stopped waiting for 'get_slow'" in out.stderr
+    assert "interrupted: stopped waiting for 'get_slow'; its build was cancelled" in out.stderr
+    from edgebook.client import AdminClient
+    admin = AdminClient.from_data_dir(str(project / ".edgebook"))
+    for _ in range(100):  # the build task records the cancellation as it unwinds
+        endpoint = admin.endpoint("get_slow")
+        if endpoint["state"] != "building":
+            break
+        time.sleep(0.05)
+    assert endpoint["state"] == "build_failed" and "cancelled" in endpoint["reason"], endpoint
 
 
 def test_import_in_ipython_registers_the_magics():
