@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 import struct
+
+import orjson
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME = 32 * 1024 * 1024
@@ -67,8 +70,12 @@ def encode(payload: dict) -> bytes:
 
 
 def encode_fast(payload: dict) -> bytes:
-    """A frame with keys in insertion order: what the gateway sends on its hot path."""
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """A frame with keys in insertion order: what the gateway sends on its hot path
+    (orjson: compact, raw UTF-8, about 15x faster than the json module on large bodies)."""
+    try:
+        data = orjson.dumps(payload)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits in a service reply
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     return HEADER.pack(len(data)) + data
 
 
@@ -82,6 +89,19 @@ def check_length(length: int, max_frame: int) -> None:
 def decode_payload(data: bytes, *, known_types: frozenset[str] = FRAME_TYPES) -> dict:
     """The JSON object of one frame's payload, validated."""
     try:
+        payload = orjson.loads(data)  # the fast path: valid UTF-8 JSON
+    except orjson.JSONDecodeError:
+        payload = _decode_slowly(data)  # names exactly what is wrong
+    if not isinstance(payload, dict):
+        raise NotAnObjectError(f"frame is a JSON {type(payload).__name__}, not an object")
+    kind = payload.get("type", "request")
+    if kind not in known_types:
+        raise UnknownFrameTypeError(f"unknown frame type {kind!r}")
+    return payload
+
+
+def _decode_slowly(data: bytes):
+    try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadUtf8Error(f"frame is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
@@ -89,11 +109,6 @@ def decode_payload(data: bytes, *, known_types: frozenset[str] = FRAME_TYPES) ->
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadJsonError(f"frame is not valid JSON: {exc.msg} at char {exc.pos}") from None
-    if not isinstance(payload, dict):
-        raise NotAnObjectError(f"frame is a JSON {type(payload).__name__}, not an object")
-    kind = payload.get("type", "request")
-    if kind not in known_types:
-        raise UnknownFrameTypeError(f"unknown frame type {kind!r}")
     return payload
 
 
@@ -143,8 +158,8 @@ def decode_body(frame: dict) -> bytes:
         return body.encode("utf-8")
     if encoding == "base64":
         try:
-            return base64.b64decode(body, validate=True)
-        except ValueError:
+            return binascii.a2b_base64(body, strict_mode=True)
+        except (binascii.Error, ValueError):
             raise ProtocolError("body is not valid base64") from None
     raise ProtocolError(f"unknown body_encoding {encoding!r}")
 

@@ -189,3 +189,16 @@ def test_random_bytes_never_escape_as_anything_but_protocol_errors(data):
     except ProtocolError:
         return
     assert all(isinstance(f, dict) for f in frames)
+
+
+def test_fast_encoder_falls_back_for_what_orjson_cannot_encode():
+    big = {"type": "service_reply", "result": {"n": 2 ** 70}}
+    assert protocol.decode(protocol.encode_fast(big))[0] == big
+
+
+def test_fast_decoder_still_names_each_broken_rule():
+    with pytest.raises(BadUtf8Error):
+        protocol.decode_payload(b'{"type":"request","x":"\xff"}')
+    with pytest.raises(BadJsonError):
+        protocol.decode_payload(b'{"type":')
+    assert protocol.decode_payload(b'{"type":"response","n":%d}' % 2 ** 70)["n"] == 2 ** 70
