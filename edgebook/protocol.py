@@ -165,31 +165,45 @@ def decode_body(frame: dict) -> bytes:
 
 
 class FrameReader:
-    """Reads frames from an ``asyncio.StreamReader``, refusing oversized lengths before reading."""
+    """Reads frames from an ``asyncio.StreamReader``, refusing oversized lengths before reading.
+
+    It reads whatever the pipe holds in one call and hands out every complete frame in it
+    before it waits again: with several responses in a worker's pipe, one wake-up serves
+    them all.
+    """
+
+    CHUNK = 256 * 1024
 
     def __init__(self, reader: asyncio.StreamReader, *, max_frame: int = DEFAULT_MAX_FRAME,
                  known_types: frozenset[str] = FRAME_TYPES):
         self._reader = reader
         self._max_frame = max_frame
         self._known_types = known_types
+        self._buffer = bytearray()
 
     async def read(self) -> dict | None:
         """The next frame, or ``None`` at a clean end of stream (between frames)."""
-        try:
-            header = await self._reader.readexactly(HEADER.size)
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                return None
-            raise TruncatedFrameError(
-                f"stream ended after {len(exc.partial)} of 4 length bytes") from None
-        (length,) = HEADER.unpack(header)
-        check_length(length, self._max_frame)
-        try:
-            data = await self._reader.readexactly(length)
-        except asyncio.IncompleteReadError as exc:
-            raise TruncatedFrameError(
-                f"stream ended after {len(exc.partial)} of {length} payload bytes") from None
-        return decode_payload(data, known_types=self._known_types)
+        buffer = self._buffer
+        while True:
+            available = len(buffer)
+            if available >= 4:
+                (length,) = HEADER.unpack_from(buffer)
+                check_length(length, self._max_frame)  # before waiting for the payload
+                end = 4 + length
+                if available >= end:
+                    data = bytes(buffer[4:end])
+                    del buffer[:end]
+                    return decode_payload(data, known_types=self._known_types)
+            chunk = await self._reader.read(self.CHUNK)
+            if not chunk:
+                if not buffer:
+                    return None
+                if len(buffer) < 4:
+                    raise TruncatedFrameError(
+                        f"stream ended after {len(buffer)} of 4 length bytes")
+                raise TruncatedFrameError(
+                    f"stream ended after {len(buffer) - 4} of {length} payload bytes")
+            buffer += chunk
 
     def __aiter__(self):
         return self
