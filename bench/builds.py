@@ -11,34 +11,25 @@ compiled for this endpoint alone) and after a one-line edit.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HANDLER = (Path(__file__).resolve().parent / "handlers" / "hello.rs").read_text()
-
-try:  # the build service's own benchmark: reuse its handler and its original-style build
-    from bench import build_bench as _build_bench
-except Exception:  # noqa: BLE001 - fall back to the hello handler and our own copy
-    _build_bench = None
+from bench import build_bench  # the build service's benchmark: its handler, and the
+                                # original-style per-endpoint build to compare with
 
 _STAMP = int(time.time())
 
 
-def _edited(source: str | None, n: int) -> str:
+def _edited(n: int) -> str:
     """The benchmark handler, one line different for each ``n``; fresh every run."""
-    if _build_bench is not None:
-        return _build_bench.source((_STAMP % 4_000_000) * 1000 + n)  # fits its u32
-    return HANDLER.replace("Hello, World!", f"Hello, World! (edit {_STAMP}-{n})")
+    return build_bench.source((_STAMP % 4_000_000) * 1000 + n)  # fits its u32
 
 
 def handler_kind() -> str:
-    return ("bench/build_bench.py's handler (serde derive + json!)" if _build_bench is not None
-            else "bench/handlers/hello.rs")
+    return "bench/build_bench.py's handler (serde derive + json!)"
 
 
 def edgebook_builds(log, *, quick: bool = False) -> list[dict]:
@@ -59,16 +50,16 @@ def edgebook_builds(log, *, quick: bool = False) -> list[dict]:
                 f"{', cached' if result.cached else ''})")
 
         async def all_builds() -> None:
-            first = _edited(None, 0)
+            first = _edited(0)
             await timed("new handler (dev)", "bench_hello", first, "dev")
             if quick:
                 await timed("cache hit (dev)", "bench_hello", first, "dev")
-                await timed("one-line edit (dev)", "bench_hello", _edited(HANDLER, 1), "dev")
+                await timed("one-line edit (dev)", "bench_hello", _edited(1), "dev")
             else:
                 await timed("new handler (release)", "bench_hello", first, "release")
                 await timed("cache hit (release)", "bench_hello", first, "release")
-                await timed("one-line edit (dev)", "bench_hello", _edited(HANDLER, 1), "dev")
-                await timed("one-line edit (release)", "bench_hello", _edited(HANDLER, 2),
+                await timed("one-line edit (dev)", "bench_hello", _edited(1), "dev")
+                await timed("one-line edit (release)", "bench_hello", _edited(2),
                             "release")
             await builder.aclose()
 
@@ -78,75 +69,23 @@ def edgebook_builds(log, *, quick: bool = False) -> list[dict]:
     return rows
 
 
-ORIGINAL_MANIFEST = """\
-[package]
-name = "endpoint"
-version = "0.1.0"
-edition = "2021"
-
-[dependencies]
-rust-edge-gateway-sdk = {{ path = "{compat}" }}
-serde = {{ version = "1", features = ["derive"] }}
-serde_json = "1"
-
-[profile.release]
-opt-level = 3
-lto = "fat"
-codegen-units = 1
-
-[workspace]
-"""
-
-
 def original_builds(log, *, cold: bool = True, timeout: float = 300.0) -> list[dict]:
     """The original's per-endpoint build: its own project and target dir, release + fat LTO."""
+    if not cold:
+        return []
+    from edgebook.workspace import find_sdk_dir
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="edgebook-bench-orig-"))
-    if _build_bench is not None and cold:
-        from edgebook.workspace import find_sdk_dir
-        try:
-            first, edit = _build_bench.original_approach(tmp, find_sdk_dir())
-            for label, seconds in (("original: cold per-endpoint release+LTO", first),
-                                   ("original: one-line edit release+LTO", edit)):
-                rows.append({"build": label, "seconds": seconds, "ok": True, "cached": False,
-                             "status": "ok"})
-                log(f"  build {label}: {seconds:.2f} s (ok, via bench/build_bench.py)")
-        except (subprocess.SubprocessError, OSError) as exc:
-            rows.append({"build": "original: cold per-endpoint release+LTO", "seconds": None,
-                         "ok": False, "cached": False, "status": f"failed: {exc}"})
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return rows
     try:
-        sdk = tmp / "sdk"  # a copy, so the SDK's own target dir and lock are not touched
-        shutil.copytree(ROOT / "sdk", sdk, ignore=shutil.ignore_patterns("target"))
-        project = tmp / "endpoint"
-        (project / "src").mkdir(parents=True)
-        (project / "Cargo.toml").write_text(ORIGINAL_MANIFEST.format(compat=sdk / "compat"))
-        if (sdk / "Cargo.lock").exists():
-            shutil.copy(sdk / "Cargo.lock", project / "Cargo.lock")
-        source = HANDLER.replace("use edgebook_sdk::prelude::*;",
-                                 "use rust_edge_gateway_sdk::prelude::*;")
-        env = dict(os.environ, CARGO_TARGET_DIR=str(project / "target"))
-
-        def cargo(label: str, text: str) -> None:
-            (project / "src" / "main.rs").write_text(text)
-            started = time.monotonic()
-            proc = subprocess.run(["cargo", "build", "--release", "--offline", "--quiet"],
-                                  cwd=project, env=env, capture_output=True, text=True,
-                                  timeout=timeout)
-            wall = time.monotonic() - started
-            rows.append({"build": label, "seconds": wall, "ok": proc.returncode == 0,
-                         "cached": False, "status": "ok" if proc.returncode == 0 else
-                         proc.stderr[-300:]})
-            log(f"  build {label}: {wall:.2f} s ({'ok' if proc.returncode == 0 else 'FAILED'})")
-
-        if cold:
-            cargo("original: cold per-endpoint release+LTO", source)
-            cargo("original: one-line edit release+LTO", _edited(source, 1))
-    except subprocess.TimeoutExpired:
+        first, edit = build_bench.original_approach(tmp, find_sdk_dir())
+        for label, seconds in (("original: cold per-endpoint release+LTO", first),
+                               ("original: one-line edit release+LTO", edit)):
+            rows.append({"build": label, "seconds": seconds, "ok": True, "cached": False,
+                         "status": "ok"})
+            log(f"  build {label}: {seconds:.2f} s (ok, via bench/build_bench.py)")
+    except (subprocess.SubprocessError, OSError) as exc:
         rows.append({"build": "original: cold per-endpoint release+LTO", "seconds": None,
-                     "ok": False, "cached": False, "status": "timeout"})
+                     "ok": False, "cached": False, "status": f"failed: {exc}"})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows

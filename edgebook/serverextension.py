@@ -297,24 +297,10 @@ class AdminProxyHandler(_Forwarding, APIHandler):
         await self.forward(url, headers, timeout=STREAM_TIMEOUT if streaming else 3600.0)
 
     @web.authenticated
-    async def get(self, path: str) -> None:
+    async def _authenticated_proxy(self, path: str) -> None:
         await self._proxy(path)
 
-    @web.authenticated
-    async def post(self, path: str) -> None:
-        await self._proxy(path)
-
-    @web.authenticated
-    async def put(self, path: str) -> None:
-        await self._proxy(path)
-
-    @web.authenticated
-    async def patch(self, path: str) -> None:
-        await self._proxy(path)
-
-    @web.authenticated
-    async def delete(self, path: str) -> None:
-        await self._proxy(path)
+    get = post = put = patch = delete = _authenticated_proxy
 
 
 class DataPlaneProxyHandler(_Forwarding, JupyterHandler):
@@ -340,32 +326,10 @@ class DataPlaneProxyHandler(_Forwarding, JupyterHandler):
         await self.forward(url, self.upstream_headers(), timeout=3600.0)
 
     @web.authenticated
-    async def get(self, path: str) -> None:
+    async def _authenticated_proxy(self, path: str) -> None:
         await self._proxy(path)
 
-    @web.authenticated
-    async def head(self, path: str) -> None:
-        await self._proxy(path)
-
-    @web.authenticated
-    async def post(self, path: str) -> None:
-        await self._proxy(path)
-
-    @web.authenticated
-    async def put(self, path: str) -> None:
-        await self._proxy(path)
-
-    @web.authenticated
-    async def patch(self, path: str) -> None:
-        await self._proxy(path)
-
-    @web.authenticated
-    async def delete(self, path: str) -> None:
-        await self._proxy(path)
-
-    @web.authenticated
-    async def options(self, path: str) -> None:
-        await self._proxy(path)
+    get = head = post = put = patch = delete = options = _authenticated_proxy
 
 
 # -- the extension ---------------------------------------------------------------------------
