@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -286,29 +287,47 @@ def _spawn_and_wait(data_dir: str, timeout: float, serve_args: Sequence[str]) ->
     log_path = os.path.join(data_dir, "logs", "gateway.log")
     argv = [sys.executable, "-m", "edgebook", "serve", "--data-dir", data_dir,
             "--port", "0", *serve_args]
-    with open(log_path, "ab") as out:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                   start_new_session=True, close_fds=True)
-    log.info("started a background gateway (pid %d) for %s", process.pid, data_dir)
+    pid = _spawn_detached(argv, log_path)
+    log.info("started a background gateway (pid %d) for %s", pid, data_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if not pid_alive(pid):
             raise AdminError(0, "start_failed",
-                             f"the background gateway exited with status {process.returncode}; "
-                             f"see {log_path}:\n{_tail(log_path)}")
+                             f"the background gateway exited; see {log_path}:\n"
+                             f"{_tail(log_path)}")
         try:
             info = read_runtime(data_dir)
         except RuntimeFileError:
             info = None
-        if info is not None and info.pid == process.pid and pid_alive(info.pid):
+        if info is not None and info.pid == pid:
             found = find_live(data_dir)
             if found is not None:
                 return found
         time.sleep(0.05)
-    process.terminate()
+    os.kill(pid, signal.SIGTERM)
     raise AdminError(0, "start_timeout",
                      f"the background gateway did not come up within {timeout:.0f} s; "
                      f"see {log_path}:\n{_tail(log_path)}")
+
+
+_DETACH = ("import subprocess, sys\n"
+           "with open(sys.argv[1], 'ab') as out:\n"
+           "    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=out,\n"
+           "                             stderr=out, start_new_session=True, close_fds=True)\n"
+           "print(child.pid, flush=True)\n"
+           "child.returncode = 0  # detached on purpose: nobody here waits for it\n")
+
+
+def _spawn_detached(argv: Sequence[str], log_path: str) -> int:
+    """Start ``argv`` as a daemon: through a short-lived parent, so the gateway is adopted
+    by init (no zombie in a kernel that outlives it) and outlives the caller; its pid."""
+    done = subprocess.run([sys.executable, "-c", _DETACH, log_path, *argv],
+                          capture_output=True, text=True, timeout=30, check=False)
+    try:
+        return int(done.stdout.strip())
+    except ValueError:
+        raise AdminError(0, "start_failed",
+                         f"could not start a background gateway: {done.stderr.strip()}") from None
 
 
 def _tail(path: str, lines: int = 20) -> str:
