@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -478,11 +479,26 @@ class Builder:
             command.append("--offline")
         return command
 
+    def _file_view(self, env: dict[str, str]) -> dict[str, list[str]]:
+        """What cargo may see and write: the data dir's files other than the workspace are
+        hidden (the runtime file holds the admin token); only the workspace (with its own
+        temp dir, ``TMPDIR``), the target dir and the cargo cache are writable."""
+        workspace = Path(self.workspace.root).resolve()
+        hide = [str(entry) for entry in self.data_dir.iterdir()
+                if entry.resolve() != workspace and not workspace.is_relative_to(entry.resolve())]
+        self.target_dir.mkdir(parents=True, exist_ok=True)  # it cannot be made inside
+        cargo_home = Path(env.get("CARGO_HOME") or Path.home() / ".cargo")
+        writable = [workspace, self.target_dir, cargo_home]
+        return {"hide": hide, "writable": [str(p) for p in writable if p.exists()]}
+
     def _cargo_env(self) -> dict[str, str]:
         env = build_env()
         env.update(CARGO_TARGET_DIR=str(self.target_dir), CARGO_TERM_COLOR="never",
                    CARGO_TERM_PROGRESS_WHEN="never")
         env.pop("CARGO_BUILD_TARGET", None)  # binaries are for this host, where they run
+        tmp = Path(self.workspace.root) / ".tmp"  # the only temp dir a confined build can write
+        tmp.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(tmp)
         return env
 
     async def _run_cargo(self, package: str, profile: str, offline: bool, deadline: float,
@@ -499,8 +515,9 @@ class Builder:
             return run
         command[0] = resolved
         try:
-            command = await asyncio.to_thread(self.sandbox.wrap, command, self.limits,
-                                              chdir=str(self.workspace.root))
+            command = await asyncio.to_thread(
+                functools.partial(self.sandbox.wrap, command, self.limits,
+                                  chdir=str(self.workspace.root), **self._file_view(env)))
             proc = await asyncio.create_subprocess_exec(
                 *command, cwd=self.workspace.root,
                 env=env, stdin=asyncio.subprocess.DEVNULL,

@@ -8,9 +8,17 @@ when the gateway runs as root, sets ``no_new_privs`` and asks for SIGKILL when t
 dies (``PR_SET_PDEATHSIG``). Doing this in a separate program, not a ``preexec_fn``, keeps
 it safe in a threaded gateway and costs about one extra ``exec``.
 
-What it does not give: no file-system view of its own (a worker can read whatever the
-sandbox user can read: world-readable files, other workers' binaries), no network policy,
-and the workers of every endpoint share one user, so they could signal each other.
+Builds also get a file-system view of their own (a private mount namespace, made by the
+launcher): the data dir's files other than the cargo workspace are covered, so a build
+script cannot read the runtime file with the admin token or the registry, and every
+persistent file system is read-only except the workspace (where its TMPDIR is), the shared
+target dir and the cargo cache. Where no mount namespace can be made (no privilege and no user
+namespaces), builds run without it and the gateway logs that once.
+
+What it does not give: workers have no file-system view of their own (a worker can read
+whatever the sandbox user can read: world-readable files, other workers' binaries), no
+network policy, and the workers of every endpoint share one user, so they could signal each
+other.
 The parent-death signal follows the thread that spawned the worker: the gateway spawns
 workers from its event loop thread, which lives as long as the gateway.
 """
@@ -130,6 +138,7 @@ class Sandbox:
         self._cache_dir = Path(cache_dir) if cache_dir else None
         self._cc = cc or os.environ.get("CC") or "cc"
         self._launcher: str | None = None
+        self._can_confine: bool | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -144,16 +153,39 @@ class Sandbox:
                     self._launcher = self._build_launcher()
         return self._launcher
 
-    def wrap(self, argv: list[str], limits: Limits | None, *, chdir: str | None = None) -> list[str]:
-        """``argv`` started through the launcher with ``limits`` and this sandbox's user."""
+    def wrap(self, argv: list[str], limits: Limits | None, *, chdir: str | None = None,
+             hide: list[str] = (), writable: list[str] = ()) -> list[str]:
+        """``argv`` started through the launcher with ``limits`` and this sandbox's user;
+        with ``hide``/``writable``, in a file-system view where those paths are covered and
+        everything persistent but ``writable`` is read-only (when this machine allows it)."""
         command = [self.launcher()]
         command += (limits or Limits()).launcher_args()
+        if (hide or writable) and self.can_confine():
+            for path in hide:
+                command += ["--hide", os.path.abspath(path)]
+            for path in writable:
+                command += ["--writable", os.path.abspath(path)]
         if self.user is not None:
             command += ["--user", f"{self.user.uid}:{self.user.gid}"]
         command += ["--parent", str(os.getpid())]
         if chdir:
             command += ["--chdir", chdir]
         return command + ["--", *argv]
+
+    def can_confine(self) -> bool:
+        """Whether the launcher can make a private mount namespace here (tried once)."""
+        if self._can_confine is None:
+            probe = [self.launcher(), "--writable", os.path.abspath(os.sep + "tmp"), "--",
+                     "/bin/sh", "-c", "exit 0"]
+            try:
+                done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+                self._can_confine = done.returncode == 0
+                reason = done.stderr.strip()
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                self._can_confine, reason = False, str(exc)
+            if not self._can_confine:
+                log.warning("builds run without a private file-system view: %s", reason)
+        return self._can_confine
 
     def give(self, path: str | os.PathLike) -> None:
         """Hand a directory the sandboxed processes should write (a worker's HOME) to the

@@ -100,10 +100,18 @@ def builder(tmp_path_factory) -> Builder:
                    time_limit=600)
 
 
+def writable_in_build(data_dir: Path) -> Path:
+    """A dir a (fake) cargo may write to: builds see the data dir read-only, but for its
+    workspace."""
+    path = data_dir / "workspace" / "test-notes"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @pytest.fixture
 def failing_cargo(tmp_path) -> tuple[Path, Path]:
     """A cargo that records that it ran and fails: proves a code path runs no cargo."""
-    marker = tmp_path / "cargo-ran"
+    marker = writable_in_build(tmp_path) / "cargo-ran"
     script = write_script(tmp_path / "cargo", f"#!/bin/sh\ntouch '{marker}'\nexit 101\n")
     return script, marker
 
@@ -114,7 +122,7 @@ def hanging_cargo(tmp_path) -> tuple[Path, Path]:
     artifact = json.dumps({"reason": "compiler-artifact", "fresh": False,
                            "package_id": "registry+https://x#slowdep@1.0.0",
                            "target": {"name": "slowdep", "kind": ["lib"]}})
-    pids = tmp_path / "pids"
+    pids = writable_in_build(tmp_path) / "pids"
     script = write_script(tmp_path / "cargo", f"""#!/bin/sh
 sleep 300 &
 echo "$$ $!" > '{pids}'
@@ -663,13 +671,14 @@ def test_broken_manifest_does_not_break_other_endpoints(builder):
 
 
 @needs_cargo
-def test_cache_hit_runs_no_cargo_and_survives_a_restart(builder, failing_cargo):
+def test_cache_hit_runs_no_cargo_and_survives_a_restart(builder, tmp_path):
     source = BARE_HANDLE.replace("bare", "cached")
     first = run_build(builder, "cached", source)
     assert_ok(first, source)
     again = run_build(builder, "cached", source)
     assert again.ok and again.cached and again.binary == first.binary
-    cargo, marker = failing_cargo
+    marker = writable_in_build(builder.data_dir) / "cargo-ran"  # a cargo that must not run
+    cargo = write_script(tmp_path / "cargo", f"#!/bin/sh\ntouch '{marker}'\nexit 101\n")
     restarted = Builder(builder.data_dir, target_dir=builder.target_dir, cargo=str(cargo))
     events = []
     hit = run_build(restarted, "other-endpoint", source, events=events)

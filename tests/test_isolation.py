@@ -212,8 +212,12 @@ def test_cargo_runs_scrubbed_limited_and_unprivileged(tmp_path, monkeypatch):
     data_dir = tmp_path / "dd"
     write_runtime(str(data_dir), RuntimeInfo(url="u", admin_url="a", token="admin-secret",
                                              pid=os.getpid(), version="0", started=0.0))
-    report_dir = Path(tempfile.mkdtemp(prefix="edgebook-build-report-"))
-    report_dir.chmod(0o777)
+    # the target dir is writable inside the build's view, and reachable by the build user
+    target = Path(tempfile.mkdtemp(prefix="edgebook-build-target-"))
+    report_dir = target / "report"
+    report_dir.mkdir()
+    for path in (target, report_dir):
+        path.chmod(0o777)
     fake_cargo = tmp_path / "cargo"
     fake_cargo.write_text(
         "#!/bin/sh\n"
@@ -227,14 +231,14 @@ def test_cargo_runs_scrubbed_limited_and_unprivileged(tmp_path, monkeypatch):
     fake_cargo.chmod(0o755)
     user = SandboxUser.named("nobody") if AS_ROOT else None
     builder = Builder(data_dir, cargo=str(fake_cargo), sandbox=Sandbox(user),
-                      offline_first=False)
+                      target_dir=target, offline_first=False)
     try:
         result = asyncio.run(builder.build(BuildRequest(name="evil", source=(
             "fn handle(req: Request) -> Response { Response::ok(json!({})) }\n"))))
         assert not result.ok
         report = (report_dir / "report").read_text()
     finally:
-        shutil.rmtree(report_dir, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
     assert "NoNewPrivs:\t1" in report
     assert "4096" in report and str(2 * GiB) in report  # open files, file size
     env = [line for line in report.splitlines() if line.startswith("env:")]
@@ -242,3 +246,49 @@ def test_cargo_runs_scrubbed_limited_and_unprivileged(tmp_path, monkeypatch):
     if AS_ROOT:
         assert f"uid={user.uid}" in report
         assert "Permission denied" in report and "READ-THE-TOKEN" not in report
+
+
+def test_a_build_cannot_read_the_token_or_write_outside_its_dirs(tmp_path):
+    """Even as the gateway's own user: cargo runs in a file-system view of its own."""
+    import asyncio
+
+    from edgebook.build import Builder, BuildRequest
+    from edgebook.runtime import RuntimeInfo, write_runtime
+
+    if not Sandbox().can_confine():
+        pytest.skip("this machine allows no private mount namespace")
+    data_dir = tmp_path / "dd"
+    write_runtime(str(data_dir), RuntimeInfo(url="u", admin_url="a", token="admin-secret",
+                                             pid=os.getpid(), version="0", started=0.0))
+    outside = Path(__file__).resolve().parent / f".build-escape-{os.getpid()}"
+    target = tmp_path / "target"
+    report_dir = target  # writable inside the build's view
+    fake_cargo = tmp_path / "cargo"
+    fake_cargo.write_text(
+        "#!/bin/sh\n"
+        f"exec > {report_dir}/report 2>&1\n"
+        f"echo token=[$(cat {data_dir}/runtime.json)]\n"
+        f"ls {data_dir}/registry.sqlite3 >/dev/null 2>&1; echo registry-listed=$?\n"
+        f"touch {data_dir}/planted && echo PLANTED-IN-DATA-DIR\n"
+        f"touch {outside} && echo WROTE-OUTSIDE\n"
+        "touch /tmp/edgebook-escape && echo WROTE-TMP\n"
+        "touch $TMPDIR/scratch && echo tmpdir-writable\n"
+        "touch ./workspace-file && echo workspace-writable\n"
+        f"touch {target}/target-file && echo target-writable\n"
+        "exit 1\n")
+    fake_cargo.chmod(0o755)
+    builder = Builder(data_dir, cargo=str(fake_cargo), target_dir=target, sandbox=Sandbox(),
+                      offline_first=False)
+    try:
+        result = asyncio.run(builder.build(BuildRequest(name="evil", source=(
+            "fn handle(req: Request) -> Response { Response::ok(json!({})) }\n"))))
+        assert not result.ok
+        report = (report_dir / "report").read_text()
+    finally:
+        outside.unlink(missing_ok=True)
+    assert "token=[]" in report and "admin-secret" not in report, report
+    assert "PLANTED-IN-DATA-DIR" not in report and "WROTE-OUTSIDE" not in report, report
+    assert "WROTE-TMP" not in report and "tmpdir-writable" in report, report
+    assert "Read-only file system" in report
+    assert "workspace-writable" in report and "target-writable" in report, report
+    assert not (data_dir / "planted").exists()
