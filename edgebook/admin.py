@@ -53,9 +53,11 @@ class AdminHandler(RequestHandler):
 
     allow_query_token = False
 
-    def initialize(self, gateway: Gateway, token: str) -> None:
+    def initialize(self, gateway: Gateway, token: str,
+                   allowed_hosts: frozenset[str] | None = None) -> None:
         self.gateway = gateway
         self.token = token
+        self.allowed_hosts = allowed_hosts
         self.request_id = self.request.headers.get("X-Request-Id") or uuid.uuid4().hex
 
     def set_default_headers(self) -> None:
@@ -64,6 +66,12 @@ class AdminHandler(RequestHandler):
 
     def prepare(self) -> None:
         self.set_header("X-Request-Id", self.request_id)
+        if self.allowed_hosts is not None \
+                and self.request.host_name.strip("[]").lower() not in self.allowed_hosts:
+            # A page on another site that points a name at 127.0.0.1 (DNS rebinding)
+            # reaches a loopback listener with its own name in Host; refuse it.
+            raise GatewayError(403, "host_not_allowed",
+                               f"this admin API answers only {', '.join(sorted(self.allowed_hosts))}")
         if not self._authorized():
             raise GatewayError(401, "unauthorized",
                                "missing or wrong admin token (send 'Authorization: Bearer "
@@ -572,11 +580,20 @@ class AdminPageProxyHandler(AdminHandler):
     get = head = post = delete = patch = put = options = _forward
 
 
-def make_admin_app(gateway: Gateway, token: str, *, heartbeat: float = 15.0) -> Application:
-    """The admin API for ``gateway``, accepting ``token``, and the headless admin page."""
+#: The Host names a loopback admin listener answers to.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def make_admin_app(gateway: Gateway, token: str, *, heartbeat: float = 15.0,
+                   allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS) -> Application:
+    """The admin API for ``gateway``, accepting ``token``, and the headless admin page.
+
+    ``allowed_hosts``: the Host names it answers (None: any, for a listener on a public
+    address behind its own name).
+    """
     if not token:
         raise ValueError("the admin API needs a non-empty token")
-    kwargs = {"gateway": gateway, "token": token}
+    kwargs = {"gateway": gateway, "token": token, "allowed_hosts": allowed_hosts}
     rules = [(route.pattern, route.handler, kwargs) for route in ROUTES]
     rules += [
         (r"/admin", RedirectHandler, {"url": "/admin/"}),

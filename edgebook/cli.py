@@ -182,7 +182,7 @@ async def _serve(config) -> int:
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
-    from .admin import make_admin_app
+    from .admin import LOOPBACK_HOSTS, make_admin_app
     from .gateway import Gateway, bind_dataplane
     from .multiprocess import FollowerSet
     from .runtime import new_info, remove_runtime, write_runtime
@@ -205,7 +205,9 @@ async def _serve(config) -> int:
         await gateway.start(sockets)
         admin_port = admin_sockets[0].getsockname()[1]
         admin_url = f"http://{_url_host(config.admin_host)}:{admin_port}"
-        admin_server = HTTPServer(make_admin_app(gateway, gateway.token))
+        loopback = config.admin_host in ("127.0.0.1", "localhost", "::1")
+        admin_server = HTTPServer(make_admin_app(
+            gateway, gateway.token, allowed_hosts=LOOPBACK_HOSTS if loopback else None))
         admin_server.add_sockets(admin_sockets)
         if config.processes > 1:
             followers = FollowerSet(config)

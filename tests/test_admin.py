@@ -371,3 +371,12 @@ async def test_admin_page_is_served_without_a_token_and_its_proxy_needs_one(gate
                                  headers={"X-Edgebook-Admin-Token": api.token})
     assert forwarded.code == 200, forwarded.body
     assert json.loads(forwarded.body)["query"] == {"x": "1"}
+
+
+@gateway_test
+async def test_a_foreign_host_name_is_refused_even_with_the_token(gateway, builder, api):
+    code, body, _ = await api.call("GET", "/api/health", headers={"Host": "rebound.example"})
+    assert code == 403 and body["error_type"] == "host_not_allowed"
+    for host in ("127.0.0.1", "localhost:1234", "[::1]:80"):
+        code, _, _ = await api.call("GET", "/api/health", headers={"Host": host})
+        assert code == 200, host
