@@ -41,8 +41,10 @@ from .runtime import RuntimeInfo, find_live, pid_alive
 DROP_REQUEST = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                 "trailer", "transfer-encoding", "upgrade", "host", "cookie", "authorization",
                 "x-xsrftoken", "x-csrftoken", "content-length"}
+# Set-Cookie too: through this proxy a handler answers on Jupyter's own origin, where a
+# cookie could shadow Jupyter's session or XSRF cookies (the gateway's port keeps them).
 DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "server",
-                 "date", "trailer", "upgrade"}
+                 "date", "trailer", "upgrade", "set-cookie"}
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STREAM_TIMEOUT = 24 * 3600.0  # an event stream has no answer deadline
 

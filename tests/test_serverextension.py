@@ -145,6 +145,18 @@ def test_admin_api_deploy_and_proxy_with_the_token(server):
     info = read_runtime(str(server["root"] / ".edgebook"))
     status, _, _ = call(info.url + "/hello")
     assert status == 200
+    # a handler's cookies never land on Jupyter's origin
+    baker = ('use rust_edge_gateway_sdk::prelude::*;\n'
+             'fn handle(_req: Request) -> Response {\n'
+             '    Response::ok(json!({})).with_header("Set-Cookie", "_xsrf=forged; Path=/")\n'
+             '}\n')
+    status, _, body = call(base + "/edgebook/api/endpoints/baker", method="PUT", headers=auth,
+                           body={"method": "GET", "path": "/baker", "source": baker})
+    assert status in (200, 201), body
+    status, headers, _ = call(base + "/edgebook/proxy/baker", headers=auth)
+    assert status == 200 and "forged" not in headers.get("Set-Cookie", "")
+    status, headers, _ = call(info.url + "/baker")
+    assert status == 200 and headers.get("Set-Cookie") == "_xsrf=forged; Path=/"
 
 
 def test_event_stream_is_proxied(server):
