@@ -6,6 +6,8 @@ Patterns are paths whose segments are either static text or ``{name}`` parameter
 - **Raw paths.** Matching uses the raw request path, before percent-decoding; ``/a%2Fb`` is
   one segment. Parameter values are handed over raw (``{"id": "a%20b"}``), as the worker
   protocol says; the handler decodes them if it wants to.
+- **Unroutable patterns are refused.** ``.`` and ``..`` segments (clients resolve them
+  away) and raw spaces or control characters (clients percent-encode them).
 - **Trailing slashes are significant.** ``/items`` and ``/items/`` are different paths; a
   pattern matches only the form it was written in. Empty segments never match a parameter,
   so ``/users/{id}`` does not match ``/users/``.
@@ -80,6 +82,12 @@ def parse_pattern(path: str) -> list[tuple[bool, str]]:
                 raise ValueError(f"route path {path!r}: parameter {name!r} appears twice")
             names.add(name)
             segments.append((True, name))
+        elif text in (".", ".."):
+            raise ValueError(f"route path {path!r}: '.' and '..' segments are resolved away "
+                             "by clients, so no request could reach this route")
+        elif any(ord(c) < 0x21 or c == "\x7f" for c in text):
+            raise ValueError(f"route path {path!r}: spaces and control characters must be "
+                             "percent-encoded")
         elif "{" in text or "}" in text:
             raise ValueError(f"route path {path!r}: a parameter must be a whole segment, "
                              "like /users/{id}")

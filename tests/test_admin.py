@@ -380,3 +380,17 @@ async def test_a_foreign_host_name_is_refused_even_with_the_token(gateway, build
     for host in ("127.0.0.1", "localhost:1234", "[::1]:80"):
         code, _, _ = await api.call("GET", "/api/health", headers={"Host": host})
         assert code == 200, host
+
+
+@gateway_test
+async def test_endpoint_names_cannot_reach_outside_the_data_dir(gateway, builder, api):
+    for name in ("..%2F..%2Fetc", "%2E%2E", ".hidden", "a%00b", "x" * 65):
+        code, body, _ = await api.call("PUT", f"/api/endpoints/{name}", {
+            "method": "GET", "path": "/n", "source": ""})
+        assert code in (400, 404), (name, code, body)
+    code, body, _ = await api.call("PUT", "/api/endpoints/ok", {
+        "method": "GET", "path": "/../etc/passwd", "source": ""})
+    assert code == 400 and body["error_type"] == "invalid_route", body
+    code, body, _ = await api.call("PUT", "/api/endpoints/ok", {
+        "method": "GET", "path": "/a b", "source": ""})
+    assert code == 400 and body["error_type"] == "invalid_route", body

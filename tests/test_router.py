@@ -85,10 +85,13 @@ def test_root_route():
 
 
 def test_raw_path_and_raw_params():
-    router = make_router(Route("a", "GET", "/files/{name}"), Route("b", "GET", "/a b"))
+    router = make_router(Route("a", "GET", "/files/{name}"), Route("b", "GET", "/a%20b"))
     assert router.match("GET", "/files/a%2Fb").params == {"name": "a%2Fb"}
     assert error_of(router, "GET", "/files/a/b").status == 404
-    assert error_of(router, "GET", "/a%20b").status == 404  # patterns match raw paths
+    assert router.match("GET", "/a%20b").route.name == "b"  # patterns match raw paths
+    for unroutable in ("/a b", "/x/../y", "/./x", "/tab\there"):
+        with pytest.raises(ValueError):
+            Route("c", "GET", unroutable)
 
 
 def test_exact_domain():
