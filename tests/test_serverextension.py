@@ -126,6 +126,44 @@ def test_routes_need_jupyter_auth(server):
     assert status == 403
 
 
+def test_a_logged_in_browser_is_protected_from_other_origins(server):
+    """With the login cookie a browser holds: same-origin works, another origin does not."""
+    import http.cookiejar
+    base = server["base"]
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+    browser.open(base + "/login", timeout=10).close()
+    xsrf = next(c.value for c in jar if c.name == "_xsrf")
+    form = urllib.parse.urlencode({"_xsrf": xsrf, "password": TOKEN}).encode()
+    try:
+        browser.open(urllib.request.Request(base + "/login?next=%2F", data=form), timeout=10)
+    except urllib.error.HTTPError as redirect:  # 302 to next, with the login cookie set
+        redirect.close()
+        assert redirect.code == 302
+    assert any(c.name.startswith("username-") for c in jar)
+
+    def get(path, **headers):
+        request = urllib.request.Request(base + path, headers=headers)
+        try:
+            with browser.open(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return exc.code
+
+    assert get("/edgebook/api/health") == 200
+    assert get("/edgebook/api/health", Origin=base) == 200
+    assert get("/edgebook/api/health", Origin="http://evil.example") == 404
+    # an unsafe method from another origin fails even with the XSRF token in hand
+    request = urllib.request.Request(base + "/edgebook/api/endpoints/x", method="DELETE",
+                                     headers={"Origin": "http://evil.example",
+                                              "X-XSRFToken": xsrf})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        browser.open(request, timeout=10)
+    refused.value.close()
+    assert refused.value.code in (403, 404)
+
+
 def test_admin_api_deploy_and_proxy_with_the_token(server):
     base, auth = server["base"], server["auth"]
     status, _, body = call(base + "/edgebook/api/health", headers=auth)
@@ -251,40 +289,3 @@ def test_a_gateway_that_was_running_before_is_left_running(tmp_path):
         gateway.terminate()
         gateway.wait(30)
 
-
-def test_a_logged_in_browser_is_protected_from_other_origins(server):
-    """With the login cookie a browser holds: same-origin works, another origin does not."""
-    import http.cookiejar
-    base = server["base"]
-    jar = http.cookiejar.CookieJar()
-    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
-    browser.open(base + "/login", timeout=10).close()
-    xsrf = next(c.value for c in jar if c.name == "_xsrf")
-    form = urllib.parse.urlencode({"_xsrf": xsrf, "password": TOKEN}).encode()
-    try:
-        browser.open(urllib.request.Request(base + "/login?next=%2F", data=form), timeout=10)
-    except urllib.error.HTTPError as redirect:  # 302 to next, with the login cookie set
-        redirect.close()
-        assert redirect.code == 302
-    assert any(c.name.startswith("username-") for c in jar)
-
-    def get(path, **headers):
-        request = urllib.request.Request(base + path, headers=headers)
-        try:
-            with browser.open(request, timeout=10) as response:
-                return response.status
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return exc.code
-
-    assert get("/edgebook/api/health") == 200
-    assert get("/edgebook/api/health", Origin=base) == 200
-    assert get("/edgebook/api/health", Origin="http://evil.example") == 404
-    # an unsafe method from another origin fails even with the XSRF token in hand
-    request = urllib.request.Request(base + "/edgebook/api/endpoints/x", method="DELETE",
-                                     headers={"Origin": "http://evil.example",
-                                              "X-XSRFToken": xsrf})
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        browser.open(request, timeout=10)
-    refused.value.close()
-    assert refused.value.code in (403, 404)
