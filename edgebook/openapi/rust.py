@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from ..workspace import blank_rust
+
 
 class OpenAPIBlockError(ValueError):
     """The ``//! ```openapi`` block is not valid YAML/JSON or not an object."""
@@ -116,36 +118,7 @@ def render_block(operation: dict[str, Any]) -> str:
 
 def strip_comments(source: str) -> str:
     """The source with comments blanked (newlines and string literals kept, offsets too)."""
-    out: list[str] = []
-    i, n = 0, len(source)
-    while i < n:
-        ch = source[i]
-        if source.startswith("//", i):
-            end = source.find("\n", i)
-            end = n if end < 0 else end
-            out.append(" " * (end - i))
-            i = end
-        elif source.startswith("/*", i):
-            depth, j = 1, i + 2
-            while j < n and depth:
-                if source.startswith("/*", j):
-                    depth, j = depth + 1, j + 2
-                elif source.startswith("*/", j):
-                    depth, j = depth - 1, j + 2
-                else:
-                    j += 1
-            out.append("".join("\n" if c == "\n" else " " for c in source[i:j]))
-            i = j
-        elif ch == '"':
-            j = i + 1
-            while j < n and source[j] != '"':
-                j += 2 if source[j] == "\\" else 1
-            out.append(source[i:j + 1])
-            i = j + 1
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
+    return blank_rust(source, literals=False)
 
 
 # -- structs and enums ---------------------------------------------------------------------
