@@ -281,10 +281,13 @@ print(json.dumps({"error": type(result.error_in_exec).__name__,
 
 
 def test_interrupt_stops_waiting_for_a_build(project):
-    arms = "\n".join(f'        {i} => "{i:x}".len() as u64 * {i},' for i in range(3000))
-    slow = HELLO.replace("handler_loop!(handle);", "#[allow(dead_code)]\nfn big(n: u64) -> u64 "
-                         f"{{\n    match n {{\n{arms}\n        _ => 0,\n    }}\n}}\n\n"
-                         "handler_loop!(handle);")
+    # compile-time evaluation that would take hours: the build is still running when the
+    # interrupt comes, however fast the machine
+    slow = ("#![allow(long_running_const_eval)]\n" + HELLO.replace(
+        "handler_loop!(handle);",
+        "#[allow(dead_code)]\nconst SPIN: u64 = {\n    let mut i = 0u64;\n"
+        "    while i < 1_000_000_000_000 {\n        i += 1;\n    }\n    i\n};\n\n"
+        "handler_loop!(handle);"))
     env = kernel_env(EDGEBOOK_DATA_DIR=str(project / ".edgebook"))
     out = subprocess.run([sys.executable, "-c", INTERRUPT_SCRIPT, slow], capture_output=True,
                          text=True, env=env, timeout=600, cwd=project)
