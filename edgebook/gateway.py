@@ -274,6 +274,7 @@ class Gateway:
 
     async def _restore(self, record: EndpointRecord) -> None:
         if record.desired != "running":
+            self._register_stopped(record)
             self._set_state(record.name, "stopped", "stopped by the user")
             return
         revision = self._live(record)
@@ -770,6 +771,7 @@ class Gateway:
         name = record.name
         if record.desired != "running" or record.live_revision is None:
             await self._supervisor_stop(name)
+            self._register_stopped(record)
             return
         current = self._local_revision(name)
         running = self._local_running(name)
@@ -867,6 +869,21 @@ class Gateway:
                                 "\n".join(tail.get("stderr_tail") or []) or None)
         fields = {k: _jsonable(v) for k, v in event.items() if k not in ("type", "time")}
         self.events.publish("runtime", event=event.get("type"), **fields)
+
+    def _register_stopped(self, record: EndpointRecord) -> None:
+        """A stopped endpoint the supervisor does not know yet (after a restart) answers
+        503, as while the gateway was up, rather than 404."""
+        from .supervisor import DeployError
+
+        register = getattr(self.supervisor, "register_stopped", None)
+        revision = self._live(record)
+        if register is None or revision is None or not revision.binary:
+            return
+        try:
+            register(self.endpoint_config(record),
+                     [_abs_binary(self.config.data_dir, revision.binary)], str(revision.number))
+        except DeployError as exc:
+            log.warning("stopped endpoint %s cannot be routed: %s", record.name, exc)
 
     async def _supervisor_stop(self, name: str) -> None:
         try:

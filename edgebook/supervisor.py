@@ -248,6 +248,25 @@ class Supervisor:
         else:
             self._set_state(endpoint, "deploy_failed", reason, revision)
 
+    def register_stopped(self, config: EndpointConfig, binary_argv: list[str],
+                         revision: str) -> dict:
+        """Know an endpoint the user stopped (after a gateway restart, say): its route
+        answers 503 + Retry-After, and ``start`` brings it up from ``binary_argv``. No
+        worker starts now. Raises DeployError for an invalid or taken route."""
+        try:
+            route = Route(config.name, config.method, config.path, config.domain)
+            self.router.check(route)
+        except ValueError as exc:
+            raise DeployError(str(exc)) from None
+        if config.name in self._endpoints:
+            return self.state(config.name)
+        endpoint = _Endpoint(config, LogRing(self._log_lines, self._max_log_line))
+        endpoint.argv, endpoint.revision = list(binary_argv), revision
+        self._endpoints[config.name] = endpoint
+        self.router.set(route)
+        self._set_state(endpoint, "stopped", "stopped by the user", revision)
+        return self.state(config.name)
+
     async def start(self, name: str) -> dict:
         """Start a stopped (or failed) endpoint again from its last deployed binary."""
         endpoint = self._get(name)

@@ -108,6 +108,13 @@ def test_restart_restores_from_cached_binaries_without_building(tmp_path):
             assert gateway.registry.get_endpoint("off").state == "stopped"
             code, body = await get_json(gateway.url + "/echo")
             assert code == 200 and body["tag"] == "kept"
+            # the stopped endpoint answers as it did before the restart: 503, not 404
+            response = await fetch(gateway.url + "/off")
+            assert response.code == 503 and response.headers.get("Retry-After")
+            view = await gateway.start_endpoint("off")
+            assert view["state"] == "running" and builder.builds == []
+            code, body = await get_json(gateway.url + "/off")
+            assert code == 200 and body["tag"] == "off"
         finally:
             await stop_gateway(gateway, server)
     run(main())
