@@ -15,14 +15,20 @@ def bad_request(message: str) -> ServiceError:
     return ServiceError("bad_request", message)
 
 
+def _given(args: dict, name: str, default: Any) -> Any:
+    """``args[name]``; None when absent or null and a default exists, else bad_request."""
+    value = args.get(name)
+    if value is None and default is _MISSING:
+        raise bad_request(f"missing argument '{name}'")
+    return value
+
+
 def text(args: dict, name: str, *, default: Any = _MISSING, allow_empty: bool = False,
          max_length: int | None = None) -> str:
     """``args[name]`` as a string (or ``default`` when absent or null)."""
-    value = args.get(name)
+    value = _given(args, name, default)
     if value is None:
-        if default is not _MISSING:
-            return default
-        raise bad_request(f"missing argument '{name}'")
+        return default
     if not isinstance(value, str):
         raise bad_request(f"argument '{name}' must be a string")
     if not value and not allow_empty:
@@ -35,11 +41,9 @@ def text(args: dict, name: str, *, default: Any = _MISSING, allow_empty: bool = 
 def integer(args: dict, name: str, *, default: Any = _MISSING, minimum: int | None = None,
             maximum: int | None = None) -> int:
     """``args[name]`` as an integer; a string of digits is accepted too."""
-    value = args.get(name)
+    value = _given(args, name, default)
     if value is None:
-        if default is not _MISSING:
-            return default
-        raise bad_request(f"missing argument '{name}'")
+        return default
     if isinstance(value, str):
         try:
             value = int(value.strip())
@@ -56,11 +60,9 @@ def integer(args: dict, name: str, *, default: Any = _MISSING, minimum: int | No
 
 def string_or_json(args: dict, name: str, *, default: Any = _MISSING) -> str:
     """A value to store as text: strings as they are, numbers and booleans as JSON."""
-    value = args.get(name)
+    value = _given(args, name, default)
     if value is None:
-        if default is not _MISSING:
-            return default
-        raise bad_request(f"missing argument '{name}'")
+        return default
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -81,11 +83,9 @@ def json_list(args: dict, name: str) -> list:
 
 
 def json_object(args: dict, name: str, *, default: Any = _MISSING) -> dict:
-    value = args.get(name)
+    value = _given(args, name, default)
     if value is None:
-        if default is not _MISSING:
-            return default
-        raise bad_request(f"missing argument '{name}'")
+        return default
     if not isinstance(value, dict):
         raise bad_request(f"argument '{name}' must be an object")
     return value
