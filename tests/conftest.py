@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-FAKE_WORKER = os.path.join(os.path.dirname(__file__), "resources", "fake_worker.py")
+from worker_script import FAKE_WORKER
 
 
 def fake_worker_argv() -> list[str]:

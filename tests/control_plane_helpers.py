@@ -21,7 +21,7 @@ from edgebook.diagnostics import Diagnostic
 from edgebook.gateway import Gateway, GatewayConfig
 
 RESOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources")
-FAKE_WORKER = os.path.join(RESOURCES, "fake_worker.py")
+from worker_script import FAKE_WORKER
 
 
 @dataclasses.dataclass

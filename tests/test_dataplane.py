@@ -15,7 +15,7 @@ from tornado.testing import AsyncHTTPTestCase, ExpectLog, gen_test
 from edgebook.dataplane import make_dataplane_app, serve_dataplane
 from edgebook.supervisor import EndpointConfig, RestartPolicy, Supervisor
 
-FAKE = [sys.executable, os.path.join(os.path.dirname(__file__), "resources", "fake_worker.py")]
+from worker_script import FAKE
 
 
 def config(name, method, path, tag="", **kwargs):

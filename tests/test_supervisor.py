@@ -12,7 +12,7 @@ from tornado.testing import AsyncTestCase, ExpectLog, gen_test
 from edgebook.errors import GatewayError
 from edgebook.supervisor import DeployError, EndpointConfig, RestartPolicy, Supervisor
 
-FAKE = [sys.executable, os.path.join(os.path.dirname(__file__), "resources", "fake_worker.py")]
+from worker_script import FAKE
 
 
 def request(path="/echo", **fields):

@@ -12,7 +12,7 @@ from edgebook.errors import GatewayError
 from edgebook.logring import LogRing
 from edgebook.worker import WorkerGoneError, WorkerProcess, WorkerStartError
 
-FAKE = [sys.executable, os.path.join(os.path.dirname(__file__), "resources", "fake_worker.py")]
+from worker_script import FAKE
 
 
 def request(path="/echo", **fields):
