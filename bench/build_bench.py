@@ -29,9 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgebook import protocol  # noqa: E402
-from edgebook.build import BuildRequest, Builder, default_target_dir  # noqa: E402
-from edgebook.workspace import find_sdk_dir, sdk_info  # noqa: E402
+from edgebook import protocol
+from edgebook.build.builder import BuildRequest, Builder  # noqa: E402
+from edgebook.paths import target_dir as default_target_dir  # noqa: E402
+from edgebook.build.sdk import find_sdk_dir, sdk_info  # noqa: E402
 
 HANDLER = """\
 use rust_edge_gateway_sdk::prelude::*;

@@ -33,7 +33,7 @@ def handler_kind() -> str:
 
 
 def edgebook_builds(log, *, quick: bool = False) -> list[dict]:
-    from edgebook.build import Builder, BuildRequest
+    from edgebook.build.builder import Builder, BuildRequest
 
     rows = []
     tmp = tempfile.mkdtemp(prefix="edgebook-bench-build-")
@@ -73,7 +73,7 @@ def original_builds(log, *, cold: bool = True, timeout: float = 300.0) -> list[d
     """The original's per-endpoint build: its own project and target dir, release + fat LTO."""
     if not cold:
         return []
-    from edgebook.workspace import find_sdk_dir
+    from edgebook.build.sdk import find_sdk_dir
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="edgebook-bench-orig-"))
     try:

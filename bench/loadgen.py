@@ -1,4 +1,6 @@
-"""Load generators for the benchmark harness: ``wrk`` when installed, else a Python one.
+"""Load generators for the benchmark harness: ``wrk`` when installed, else
+``edgebook.loadgen`` (the generator behind the notebook's ``edgebook.bench``) spread over
+one or more processes.
 
 Both return the same result dict::
 
@@ -18,19 +20,19 @@ from __future__ import annotations
 
 import array
 import asyncio
-import ipaddress
 import math
 import multiprocessing
 import os
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from typing import Any
 from urllib.parse import urlsplit
+
+from edgebook import loadgen as generator
 
 MAX_DURATION = 120.0
 MAX_REQUESTS = 2_000_000
@@ -42,12 +44,9 @@ class LoadError(Exception):
 
 def check_loopback(host: str) -> None:
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror as exc:
-        raise LoadError(f"cannot resolve {host}: {exc}") from None
-    for address in addresses:
-        if not ipaddress.ip_address(address.split("%")[0]).is_loopback:
-            raise LoadError(f"refusing to load {host} ({address}): loopback targets only")
+        generator.check_loopback(host)
+    except generator.LoadError as exc:
+        raise LoadError(f"refusing to load {host}: {exc}") from None
 
 
 def have_wrk() -> bool:
@@ -65,11 +64,7 @@ def build_request(host: str, port: int, path: str, method: str = "GET",
     return raw + (body or b"")
 
 
-def percentile(sorted_values: list[float] | array.array, q: float) -> float:
-    if not sorted_values:
-        return math.nan
-    index = min(len(sorted_values) - 1, max(0, math.ceil(q / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
+percentile = generator.percentile
 
 
 def summarize(latencies: list[float]) -> dict[str, float]:
@@ -79,118 +74,19 @@ def summarize(latencies: list[float]) -> dict[str, float]:
             "max_ms": (values[-1] * 1e3) if values else math.nan}
 
 
-# -- the Python generator ---------------------------------------------------------------------
-
-class _Conn(asyncio.Protocol):
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self.transport = None
-        self.buf = bytearray()
-        self.waiter: asyncio.Future | None = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data):
-        self.buf += data
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            return
-        status = self._parse()
-        if status is not None:
-            self.waiter = None
-            waiter.set_result(status)
-
-    def _parse(self) -> int | None:
-        buf = self.buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            return None
-        head = bytes(buf[:end]).lower()
-        status = int(head[9:12])
-        match = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
-        if match:
-            total = end + 4 + int(match.group(1))
-            if len(buf) < total:
-                return None
-            del buf[:total]
-            return status
-        if b"transfer-encoding: chunked" in head:
-            tail = buf.find(b"\r\n0\r\n\r\n", end)
-            if tail < 0:
-                return None
-            del buf[:tail + 7]
-            return status
-        del buf[:end + 4]
-        return status
-
-    def connection_lost(self, exc):
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc or ConnectionResetError("closed"))
-
-
-async def _worker_main(host: str, port: int, request: bytes, connections: int,
-                       deadline: float, max_requests: int, t0: float, timeout: float):
-    loop = asyncio.get_running_loop()
-    starts = array.array("d")
-    lats = array.array("d")
-    statuses = array.array("i")
-    count = [0]
-
-    async def one_connection():
-        conn = None
-        while True:
-            now = time.monotonic()
-            if now >= deadline or count[0] >= max_requests:
-                break
-            if conn is None or conn.transport is None or conn.transport.is_closing():
-                try:
-                    _, conn = await asyncio.wait_for(
-                        loop.create_connection(lambda: _Conn(loop), host, port), timeout)
-                except (OSError, asyncio.TimeoutError):
-                    starts.append(now - t0)
-                    lats.append(time.monotonic() - now)
-                    statuses.append(0)
-                    count[0] += 1
-                    await asyncio.sleep(0.01)
-                    conn = None
-                    continue
-            count[0] += 1
-            began = time.monotonic()
-            conn.waiter = loop.create_future()
-            conn.transport.write(request)
-            try:
-                status = await asyncio.wait_for(conn.waiter, timeout)
-            except (OSError, asyncio.TimeoutError, ValueError):
-                status = 0
-                conn.transport.close()
-                conn = None
-            ended = time.monotonic()
-            starts.append(began - t0)
-            lats.append(ended - began)
-            statuses.append(status)
-        if conn is not None and conn.transport is not None:
-            conn.transport.close()
-
-    await asyncio.gather(*(one_connection() for _ in range(connections)))
-    return starts, lats, statuses
-
+# -- the Python generator (edgebook.loadgen in several processes) ------------------------------
 
 def _child(args: tuple, out) -> None:
-    host, port, request, connections, deadline, max_requests, t0, timeout, start_at = args
-    delay = start_at - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
+    host, port, request, connections, duration, max_requests, t0, timeout, start_at = args
+    # time.monotonic() values from the parent, as perf_counter values in this process
+    shift = time.perf_counter() - time.monotonic()
+    load = generator.Load(host, port, request, max_requests, connections, duration, timeout,
+                          t0=t0 + shift, start_at=start_at + shift)
     before = resource.getrusage(resource.RUSAGE_SELF)
-    starts, lats, statuses = asyncio.run(_worker_main(
-        host, port, request, connections, deadline, max_requests, t0, timeout))
+    asyncio.run(load.run())
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    out.send((starts.tobytes(), lats.tobytes(), statuses.tobytes(), cpu))
+    out.send((load.starts.tobytes(), load.latencies.tobytes(), load.statuses.tobytes(), cpu))
     out.close()
 
 
@@ -211,7 +107,6 @@ def run_python(url: str, *, connections: int, duration: float, max_requests: int
     processes = max(1, min(processes, connections))
     ctx = multiprocessing.get_context("fork")
     start_at = time.monotonic() + 0.2  # children start together
-    deadline = start_at + duration
     t0 = start_at if t0 is None else t0
     children = []
     per_conn = [connections // processes + (1 if i < connections % processes else 0)
@@ -220,7 +115,7 @@ def run_python(url: str, *, connections: int, duration: float, max_requests: int
     for conns in per_conn:
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(
-            (host, port, request, conns, deadline, per_req, t0, timeout, start_at), send),
+            (host, port, request, conns, duration, per_req, t0, timeout, start_at), send),
             daemon=True)
         proc.start()
         send.close()

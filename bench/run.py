@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import importlib.util
 import json
 import math
 import os
@@ -97,12 +96,41 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix="edgebook-bench-"))
         self.gateway = None  # (proc, client, url)
         self.python = sys.executable
+        # With two or more CPUs, servers (a gateway and its workers, the baselines) run on
+        # CPU 0 and the load generator on CPU 1, so neither steals the other's core.
+        cpus = sorted(os.sched_getaffinity(0))
+        self.all_cpus = set(cpus)
+        self.pinned = args.pin == "auto" and len(cpus) >= 2
+        self.server_cpus = {cpus[0]} if self.pinned else self.all_cpus
+        self.load_cpus = {cpus[1]} if self.pinned else self.all_cpus
+        self._pin_servers = self.pinned
+
+    def _server_affinity(self) -> None:  # runs in the child between fork and exec
+        if self._pin_servers:
+            os.sched_setaffinity(0, self.server_cpus)
+
+    @contextlib.contextmanager
+    def unpinned(self):
+        """Servers started inside, and loads run inside, may use every CPU."""
+        self._pin_servers = False
+        os.sched_setaffinity(0, self.all_cpus)
+        try:
+            yield
+        finally:
+            self._pin_servers = self.pinned
+            os.sched_setaffinity(0, self.load_cpus)
 
     # -- processes -----------------------------------------------------------------------
 
-    def start_tornado(self, port: int = 0) -> tuple:
-        proc = self.procs.start("tornado", [self.python, str(HERE / "baselines" / "tornado_hello.py"),
-                                            "--port", str(port)], stdout=subprocess.PIPE)
+    def start_tornado(self, port: int = 0, *, raw: bool = False, uvloop: bool = False) -> tuple:
+        """Plain Tornado (Application + RequestHandler), or with ``raw`` Tornado's ceiling:
+        a bare HTTPServer delegate (``baselines/tornado_raw.py``)."""
+        script = "tornado_raw.py" if raw else "tornado_hello.py"
+        argv = [self.python, str(HERE / "baselines" / script), "--port", str(port)]
+        if uvloop:
+            argv.append("--uvloop")
+        proc = self.procs.start("tornado", argv, stdout=subprocess.PIPE,
+                                preexec_fn=self._server_affinity)
         port = int(read_port(proc, "PORT"))
         return proc, f"http://127.0.0.1:{port}"
 
@@ -114,29 +142,16 @@ class Bench:
                 subprocess.run(["rustc", "-O", "-o", str(binary), str(source)], check=True,
                                capture_output=True, timeout=120)
         if binary.exists():
-            proc = self.procs.start("fast-server", [str(binary), "0"], stdout=subprocess.PIPE)
+            proc = self.procs.start("fast-server", [str(binary), "0"], stdout=subprocess.PIPE,
+                                    preexec_fn=self._server_affinity)
             return proc, f"http://127.0.0.1:{read_port(proc, 'PORT')}", "native (Rust std)"
         proc = self.procs.start("fast-server", [self.python, "-c", ASYNCIO_SERVER],
                                 stdout=subprocess.PIPE)
         return proc, f"http://127.0.0.1:{read_port(proc, 'PORT')}", "asyncio raw protocol"
 
     def serve_command(self, data_dir: str) -> tuple[list[str], str]:
-        cli = shutil.which("edgebook", path=os.path.dirname(self.python)) or shutil.which("edgebook")
-        if cli and importlib.util.find_spec("edgebook.cli") is not None:
-            return [cli, "serve", "--data-dir", data_dir, "--port", "0"], "edgebook serve"
-        return ([self.python, str(HERE / "serve.py"), "--data-dir", data_dir, "--port", "0"],
-                "bench/serve.py (edgebook serve not available)")
-
-    def cli_supports_processes(self) -> bool:
-        cli = shutil.which("edgebook", path=os.path.dirname(self.python))
-        if not cli or importlib.util.find_spec("edgebook.cli") is None:
-            return False
-        try:
-            help_text = subprocess.run([cli, "serve", "--help"], capture_output=True, text=True,
-                                       timeout=30).stdout
-        except Exception:  # noqa: BLE001
-            return False
-        return "--processes" in help_text
+        return ([self.python, "-m", "edgebook", "serve", "--data-dir", data_dir, "--port", "0"],
+                "edgebook serve")
 
     def start_gateway(self, extra: list[str] = ()):
         from edgebook.client import AdminClient, GatewayNotRunningError
@@ -145,7 +160,8 @@ class Bench:
         argv, how = self.serve_command(data_dir)
         argv = argv + list(extra)
         logfile = open(Path(data_dir).parent / f"{Path(data_dir).name}.log", "wb")
-        proc = self.procs.start("gateway", argv, stdout=logfile, stderr=subprocess.STDOUT)
+        proc = self.procs.start("gateway", argv, stdout=logfile, stderr=subprocess.STDOUT,
+                                preexec_fn=self._server_affinity)
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
@@ -240,15 +256,32 @@ class Bench:
 
     def scenario_hello(self):
         tproc, turl = self.start_tornado()
+        rproc, rurl = self.start_tornado(raw=True)
         res = {}
         try:
             gproc, client, gurl, _ = self.ensure_gateway()
-            for url in (gurl, turl):  # warm both (first connections, lazy imports, caches)
+            for url in (gurl, turl, rurl):  # warm (first connections, lazy imports, caches)
                 loadgen.run(url + "/hello", tool=self.tool, connections=32, duration=1)
             for conns in (1, 32):
                 res[f"gateway_c{conns}"], res[f"tornado_c{conns}"] = self.measure_abba(
                     (gurl + "/hello", lambda: self.gateway_tree(gproc), f"hello gateway c{conns}"),
                     (turl + "/hello", lambda: [tproc.pid], f"hello tornado c{conns}"), conns)
+            res["tornado_raw_c32"] = self.measure(
+                rurl + "/hello", lambda: [rproc.pid], 32,
+                label="hello Tornado's ceiling (raw delegate) c32")
+        finally:
+            self.procs.stop(rproc)
+        try:
+            nproc, nclient, nurl, _ = self.start_gateway(["--no-uvloop"])
+            try:
+                self.deploy(nclient, "hello", "GET", "/hello", "hello.rs")
+                loadgen.run(nurl + "/hello", tool=self.tool, connections=32, duration=1)
+                res["gateway_asyncio_c32"], res["tornado_again_c32"] = self.measure_abba(
+                    (nurl + "/hello", lambda: self.gateway_tree(nproc),
+                     "hello gateway --no-uvloop c32"),
+                    (turl + "/hello", lambda: [tproc.pid], "hello tornado c32"), 32)
+            finally:
+                self.procs.stop(nproc)
         finally:
             self.procs.stop(tproc)
         self.results["scenarios"]["hello"] = res
@@ -262,17 +295,48 @@ class Bench:
             self.row(f"hello, 1 process, c{conns}", "CPU us/req", g["server_cpu_us_per_req"],
                      t["server_cpu_us_per_req"], "Tornado hello", "lower")
             self.row(f"hello, 1 process, c{conns}", "gateway-process CPU us/req",
-                     g["main_process_cpu_s"] / g["requests"] * 1e6 if g["requests"] else None,
-                     t["server_cpu_us_per_req"], "Tornado hello", "lower")
-        g, t = res["gateway_c32"], res["tornado_c32"]
+                     _main_cpu_per_request(g), t["server_cpu_us_per_req"], "Tornado hello",
+                     "lower")
+            self.row(f"hello, 1 process, c{conns}", "load generator CPU us/req",
+                     g.get("loadgen_cpu_us_per_req"), t.get("loadgen_cpu_us_per_req"),
+                     "same, against Tornado", "lower")
+        g, t, r = res["gateway_c32"], res["tornado_c32"], res["tornado_raw_c32"]
+        self.row("hello, 1 process, c32", "req/s (Tornado's ceiling)", r["rps"], t["rps"],
+                 "Tornado hello")
+        self.row("hello, 1 process, c32", "req/s vs Tornado's ceiling", g["rps"], r["rps"],
+                 "raw Tornado delegate")
+        self.row("hello, 1 process, c32", "CPU us/req (Tornado's ceiling)",
+                 r["server_cpu_us_per_req"], t["server_cpu_us_per_req"], "Tornado hello",
+                 "lower")
+        a, t2 = res["gateway_asyncio_c32"], res["tornado_again_c32"]
+        self.row("hello, 1 process, c32, --no-uvloop", "req/s", a["rps"], t2["rps"],
+                 "Tornado hello")
+        self.row("hello, 1 process, c32, --no-uvloop", "gateway-process CPU us/req",
+                 _main_cpu_per_request(a), t2["server_cpu_us_per_req"], "Tornado hello",
+                 "lower")
         ratio = g["rps"] / t["rps"]
-        self.target("throughput >= 0.9x Tornado (c32, 1 process)", round(ratio, 3), ">= 0.9",
-                    ratio >= 0.9)
+        self.target("hello c32 >= 1.3x Tornado RequestHandler hello (aim 1.6x)",
+                    round(ratio, 3), ">= 1.3", ratio >= 1.3)
         ratio = g["p99_ms"] / t["p99_ms"]
-        self.target("p99 <= 1.5x Tornado's (c32, 1 process)", round(ratio, 3), "<= 1.5",
-                    ratio <= 1.5)
+        self.target("hello c32 p99 no worse than Tornado's", round(ratio, 3), "<= 1.0",
+                    ratio <= 1.0)
+        g1, t1 = res["gateway_c1"], res["tornado_c1"]
+        ratio = g1["p50_ms"] / t1["p50_ms"]
+        self.target("hello c1 p50 <= 1.5x Tornado's", round(ratio, 3), "<= 1.5", ratio <= 1.5)
+        cpu = _main_cpu_per_request(g)
+        ratio = cpu / t["server_cpu_us_per_req"] if cpu else None
+        self.target("gateway CPU per hello request <= 0.6x Tornado's (c32)",
+                    round(ratio, 3) if ratio else None, "<= 0.6",
+                    None if ratio is None else ratio <= 0.6)
+        ratio = a["rps"] / t2["rps"]
+        self.target("hello c32 on asyncio's loop (--no-uvloop) vs Tornado, for reference",
+                    round(ratio, 3), "(measured)", None)
 
     def scenario_processes(self):
+        with self.unpinned():  # two server processes: every CPU, for both sides
+            self._processes()
+
+    def _processes(self):
         t1, url = self.start_tornado()
         port = int(url.rsplit(":", 1)[1])
         t2, _ = self.start_tornado(port)
@@ -287,27 +351,26 @@ class Bench:
         if one:
             self.row("hello, 2 processes, c32", "req/s (Tornado x2 vs x1)", res["tornado2_c32"]["rps"],
                      one["rps"], "Tornado x1")
-        if self.cli_supports_processes():
-            gproc, client, gurl, _ = self.start_gateway(["--processes", "2"])
-            try:
-                self.deploy(client, "hello", "GET", "/hello", "hello.rs")
-                res["gateway2_c32"] = self.measure(
-                    gurl + "/hello", lambda: descendants(gproc.pid), 32,
-                    label="hello gateway --processes 2 c32")
-            finally:
-                self.procs.stop(gproc)
-            g2 = res["gateway2_c32"]["rps"]
-            self.row("hello, 2 processes, c32", "req/s", g2, res["tornado2_c32"]["rps"],
-                     "Tornado x2 (SO_REUSEPORT)")
-            g1 = self.results["scenarios"].get("hello", {}).get("gateway_c32", {}).get("rps")
-            if g1:
-                self.target("--processes 2 >= 1.6x one process", round(g2 / g1, 3), ">= 1.6",
-                            g2 / g1 >= 1.6)
-        else:
-            res["gateway2"] = "not available: `edgebook serve --processes` is not implemented"
-            self.results["skipped"]["gateway --processes 2"] = res["gateway2"]
-            self.target("--processes 2 >= 1.6x one process", None, ">= 1.6", None,
-                        res["gateway2"])
+        gproc, client, gurl, _ = self.start_gateway(["--processes", "2"])
+        try:
+            self.deploy(client, "hello", "GET", "/hello", "hello.rs")
+            res["gateway2_c32"] = self.measure(
+                gurl + "/hello", lambda: descendants(gproc.pid), 32,
+                label="hello gateway --processes 2 c32")
+        finally:
+            self.procs.stop(gproc)
+        g2 = res["gateway2_c32"]["rps"]
+        self.row("hello, 2 processes, c32", "req/s", g2, res["tornado2_c32"]["rps"],
+                 "Tornado x2 (SO_REUSEPORT)")
+        g1 = self.results["scenarios"].get("hello", {}).get("gateway_c32", {}).get("rps")
+        if g1:
+            self.row("hello, 2 processes, c32", "req/s (gateway x2 vs x1)", g2, g1,
+                     "gateway x1 (pinned)")
+        if one:
+            ratio = g2 / one["rps"]
+            self.target("--processes 2 c32 >= 2.2x single-process Tornado hello",
+                        round(ratio, 3), ">= 2.2", ratio >= 2.2,
+                        "nothing pinned; Tornado x1 measured pinned in [hello]")
         self.results["scenarios"]["processes"] = res
 
     def kg_venv(self) -> Path | None:
@@ -398,12 +461,11 @@ class Bench:
                 res["binary_roundtrip_intact"] = response.read() == binary
             for label, body, ctype in bodies:
                 key = label.replace(" ", "_")
-                res[f"gateway_{key}"] = self.measure(
-                    gurl + "/echo", lambda: self.gateway_tree(gproc), 8, method="POST",
-                    body=body, content_type=ctype, label=f"echo {label} gateway c8")
-                res[f"tornado_{key}"] = self.measure(
-                    turl + "/echo", lambda: [tproc.pid], 8, method="POST", body=body,
-                    content_type=ctype, label=f"echo {label} tornado c8")
+                # A, B, B, A: drift in the box's load hits both sides alike
+                res[f"gateway_{key}"], res[f"tornado_{key}"] = self.measure_abba(
+                    (gurl + "/echo", lambda: self.gateway_tree(gproc), f"echo {label} gateway c8"),
+                    (turl + "/echo", lambda: [tproc.pid], f"echo {label} tornado c8"), 8,
+                    method="POST", body=body, content_type=ctype)
                 g, t = res[f"gateway_{key}"], res[f"tornado_{key}"]
                 self.row(f"echo {label}, c8", "req/s", g["rps"], t["rps"], "Tornado echo")
                 self.row(f"echo {label}, c8", "p99 ms", g["p99_ms"], t["p99_ms"],
@@ -413,6 +475,10 @@ class Bench:
                 self.row(f"echo {label}, c8", "gateway-process CPU us/req",
                          g["main_process_cpu_s"] / g["requests"] * 1e6 if g["requests"] else None,
                          t["server_cpu_us_per_req"], "Tornado echo", "lower")
+                ratio = g["rps"] / t["rps"] if t["rps"] else 0.0
+                floor = 1.2 if label == "JSON 1 KiB" else 0.8
+                self.target(f"echo {label} >= {floor}x Tornado echo", round(ratio, 3),
+                            f">= {floor}", ratio >= floor)
         finally:
             self.procs.stop(tproc)
         self.results["scenarios"]["bodies"] = res
@@ -605,8 +671,14 @@ class Bench:
             "profile": self.args.profile, "cpus": os.cpu_count(),
             "loadavg_before": os.getloadavg(), "python": platform.python_version(),
             "commit": _git_commit()}
+        self.results["meta"]["pinned"] = (
+            f"servers on CPU {sorted(self.server_cpus)}, load generator on CPU "
+            f"{sorted(self.load_cpus)}" if self.pinned else "nothing pinned")
+        if self.pinned:
+            os.sched_setaffinity(0, self.load_cpus)  # wrk and the Python generator inherit it
         log(f"edgebook bench: load generator {self.tool}, {self.duration:g} s per load, "
-            f"handlers built {self.args.profile}, load average {os.getloadavg()[0]:.2f}")
+            f"handlers built {self.args.profile}, load average {os.getloadavg()[0]:.2f}, "
+            f"{self.results['meta']['pinned']}")
         try:
             for name in SCENARIOS:
                 if name not in only or name in skip:
@@ -633,6 +705,7 @@ class Bench:
         from bench import report
         log("")
         log(report.table(self.results))
+        log(f"affinity: {self.results['meta']['pinned']}")
         try:
             plots = report.plots(self.results, self.out)
             log("plots: " + ", ".join(str(p) for p in plots))
@@ -640,6 +713,13 @@ class Bench:
             log(f"plots failed: {exc!r}")
         log(f"results: {path}  ({self.results['meta']['seconds']:.0f} s)")
         return 0
+
+
+def _main_cpu_per_request(result: dict) -> float | None:
+    """CPU of the gateway process alone (not its workers) per request."""
+    if not result.get("requests"):
+        return None
+    return result["main_process_cpu_s"] / result["requests"] * 1e6
 
 
 def _combine(runs: list[dict]) -> dict:
@@ -719,6 +799,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--skip", help="comma-separated scenarios to skip")
     parser.add_argument("--out", default=str(HERE / "out"))
+    parser.add_argument("--pin", choices=("auto", "off"), default="auto",
+                        help="auto: with 2+ CPUs, servers on the first, the load generator "
+                             "on the second (except the 2-process scenario)")
     args = parser.parse_args(argv)
     if args.duration is not None and not 0.5 <= args.duration <= 60:
         parser.error("--duration must be between 0.5 and 60 seconds")

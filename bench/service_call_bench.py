@@ -56,7 +56,7 @@ def main() -> int:
     from servers import RedisServer
     import edgebook
     from edgebook.client import AdminClient
-    from edgebook.runtime import read_runtime
+    from edgebook.discovery import read_runtime
 
     server = RedisServer()
     server.start()

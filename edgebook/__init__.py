@@ -1,56 +1,58 @@
-"""edgebook: Rust HTTP handlers written in Jupyter notebooks, served by a Tornado gateway."""
+"""edgebook: Rust HTTP handlers written in Jupyter notebooks, served by a Tornado gateway.
 
-from importlib.metadata import PackageNotFoundError, version as _version
+The package root holds entry points only. The notebook API (``edgebook.request``,
+``edgebook.bench``, ...) is loaded on first use, so the gateway and the CLI never load
+the notebook layer. Where each process lives: ``gateway/`` (the data plane down to the
+workers), ``admin/`` (the admin API), ``build/`` (cargo), ``notebook/`` (the kernel side),
+``jupyter/`` (the Jupyter server extension), ``cli/``; see docs/architecture.md.
+"""
 
-try:
-    __version__ = _version("edgebook")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+from __future__ import annotations
 
-# The notebook API. These modules import only the standard library at load time (pandas,
-# matplotlib and IPython are imported when first used), so the gateway process stays light.
-from .bench import bench, compare  # noqa: E402
-from .http import request  # noqa: E402
-from .session import connect  # noqa: E402
+import importlib
+from typing import Any
 
+from ._version import __version__
 
-def history(name: str | None = None):
-    """The last requests sent from this kernel (per endpoint) as a DataFrame."""
-    from . import session
-    current = session.peek()
-    if current is None:
-        from .history import History
-        return History().df()
-    return current.history.df(name)
+# name -> (module, attribute): the notebook API, imported on first use (attribute None: the
+# module itself, e.g. ``edgebook.session.current().admin``).
+_NOTEBOOK_API = {
+    "session": ("edgebook.notebook.session", None),
+    "request": ("edgebook.notebook.session", "request"),
+    "bench": ("edgebook.notebook.bench", "bench"),
+    "compare": ("edgebook.notebook.bench", "compare"),
+    "connect": ("edgebook.notebook.session", "connect"),
+    "history": ("edgebook.notebook.session", "history"),
+    "replay": ("edgebook.notebook.session", "replay"),
+    "curl": ("edgebook.notebook.session", "curl"),
+}
 
-
-def replay(n: int = -1):
-    """Send request ``n`` of :func:`history` again (default: the last one)."""
-    return _history().replay(n)
-
-
-def curl(n: int = -1) -> str:
-    """Request ``n`` of :func:`history` as a curl command (default: the last one)."""
-    return _history().curl(n)
+__all__ = ["__version__", *_NOTEBOOK_API]
 
 
-def _history():
-    from . import session
-    current = session.peek()
-    if current is None:
-        raise IndexError("no requests sent yet: the history is empty")
-    return current.history
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _NOTEBOOK_API[name]
+    except KeyError:
+        raise AttributeError(f"module 'edgebook' has no attribute {name!r}") from None
+    value = importlib.import_module(module)
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value
+    return value
 
 
-def load_ipython_extension(ipython):
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NOTEBOOK_API))
+
+
+def load_ipython_extension(ipython) -> None:
     """``%load_ext edgebook``: the ``%%rust_handler``, ``%edgebook`` and friends magics."""
-    from .magics import load_ipython_extension as load
-    load(ipython)
+    importlib.import_module("edgebook.notebook.magics").load_ipython_extension(ipython)
 
 
-def unload_ipython_extension(ipython):
-    from .magics import unload_ipython_extension as unload
-    unload(ipython)
+def unload_ipython_extension(ipython) -> None:
+    importlib.import_module("edgebook.notebook.magics").unload_ipython_extension(ipython)
 
 
 def _jupyter_labextension_paths():
@@ -59,8 +61,9 @@ def _jupyter_labextension_paths():
 
 
 def _jupyter_server_extension_points():
-    from .serverextension import EdgebookExtension
-    return [{"module": "edgebook.serverextension", "app": EdgebookExtension}]
+    """Jupyter Server's entry point: the extension lives in ``edgebook.jupyter.extension``."""
+    extension = importlib.import_module("edgebook.jupyter.extension")
+    return [{"module": "edgebook.jupyter.extension", "app": extension.EdgebookExtension}]
 
 
 def _load_into_running_ipython() -> None:
@@ -69,8 +72,7 @@ def _load_into_running_ipython() -> None:
     ipython_mod = sys.modules.get("IPython")
     shell = ipython_mod.get_ipython() if ipython_mod is not None else None
     if shell is not None and "rust_handler" not in shell.magics_manager.magics["cell"]:
-        from .magics import load_ipython_extension as load
-        load(shell)  # registered directly, so a later %load_ext edgebook is quiet too
+        load_ipython_extension(shell)  # registered directly: a later %load_ext is quiet too
 
 
 _load_into_running_ipython()

@@ -7,23 +7,20 @@ the runtime file; ``ensure_gateway`` starts one in the background when none is r
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .runtime import RuntimeInfo, find_live, pid_alive, read_runtime, RuntimeFileError
+from . import paths
+from .discovery import (DetachedGateway, RuntimeInfo, StartError, find_live, find_or_start,
+                        open_admin_url, wait_while_starting)
 
-log = logging.getLogger("edgebook.client")
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 600.0  # a cold release build can take minutes
 
@@ -67,24 +64,56 @@ class GatewayNotRunningError(AdminError):
 
 
 def default_data_dir() -> str:
-    return os.environ.get("EDGEBOOK_DATA_DIR") or os.path.join(os.getcwd(), ".edgebook")
+    return paths.default_data_dir()
+
+
+#: A gateway elsewhere (on Kubernetes, behind a port-forward): its admin API, the token, and
+#: the data plane's URL as this machine reaches it. With the first set, the CLI and the
+#: notebook manage that gateway instead of finding or starting one in the data dir.
+REMOTE_ADMIN_ENV = "EDGEBOOK_ADMIN_URL"
+REMOTE_TOKEN_ENV = "EDGEBOOK_ADMIN_TOKEN"
+REMOTE_DATA_ENV = "EDGEBOOK_URL"
+
+
+def remote_configured() -> bool:
+    return bool(os.environ.get(REMOTE_ADMIN_ENV))
 
 
 class AdminClient:
     """Calls the admin API at ``admin_url`` with the bearer ``token``."""
 
     def __init__(self, admin_url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 info: RuntimeInfo | None = None):
+                 info: RuntimeInfo | None = None, data_url: str | None = None):
         self.admin_url = admin_url.rstrip("/")
         self.token = token
         self.timeout = timeout
         self.info = info
+        self._data_url = data_url.rstrip("/") if data_url else None
+
+    @classmethod
+    def remote(cls, admin_url: str | None = None, token: str | None = None,
+               data_url: str | None = None, **kwargs: Any) -> AdminClient:
+        """A client for a gateway elsewhere: arguments, else ``EDGEBOOK_ADMIN_URL``,
+        ``EDGEBOOK_ADMIN_TOKEN`` and ``EDGEBOOK_URL`` (the data plane; default: what the
+        gateway says its URL is)."""
+        admin_url = admin_url or os.environ.get(REMOTE_ADMIN_ENV)
+        token = token or os.environ.get(REMOTE_TOKEN_ENV)
+        if not admin_url:
+            raise AdminError(0, "not_configured", f"no admin URL: set {REMOTE_ADMIN_ENV}")
+        if not token:
+            raise AdminError(0, "not_configured",
+                             f"{admin_url} needs the admin token: set {REMOTE_TOKEN_ENV}")
+        return cls(admin_url, token,
+                   data_url=data_url or os.environ.get(REMOTE_DATA_ENV) or None, **kwargs)
 
     @classmethod
     def from_data_dir(cls, data_dir: str | None = None, **kwargs: Any) -> AdminClient:
-        """A client for the live gateway of ``data_dir``; ``GatewayNotRunningError`` if none."""
+        """A client for the live gateway of ``data_dir``; ``GatewayNotRunningError`` if none.
+        With ``EDGEBOOK_ADMIN_URL`` set, the remote gateway it names instead."""
+        if remote_configured():
+            return cls.remote(**kwargs)
         data_dir = data_dir or default_data_dir()
-        info = find_live(data_dir)
+        info = find_live(data_dir) or wait_while_starting(data_dir)
         if info is None:
             raise GatewayNotRunningError(
                 f"no edgebook gateway is running for {data_dir}; start one with "
@@ -93,7 +122,9 @@ class AdminClient:
 
     @property
     def url(self) -> str | None:
-        """The data plane's base URL, when known from the runtime file."""
+        """The data plane's base URL, when known (given, or from the runtime file)."""
+        if self._data_url:
+            return self._data_url
         return self.info.url if self.info else None
 
     # -- transport -------------------------------------------------------------------------
@@ -109,7 +140,7 @@ class AdminClient:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as response:
+            with open_admin_url(req, timeout or self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             raise _error_from(exc) from None
@@ -133,6 +164,24 @@ class AdminClient:
 
     def endpoint(self, name: str) -> dict:
         return self.request("GET", f"/api/endpoints/{_q(name)}")
+
+    def placement(self, name: str | None, method: str, path: str,
+                  domain: str | None = None) -> tuple[str | None, str | None]:
+        """Before deploying ``method path`` as ``name``: (the name of the endpoint that
+        already answers exactly this route, or None; a note when ``name`` exists on another
+        route and the deploy moves it, or None). The CLI and the notebook default an
+        endpoint's name differently (file name, ``get_users_id``); the first lets either
+        update what the other deployed instead of colliding with it."""
+        owner = moved = None
+        for ep in self.endpoints():
+            if (ep.get("method"), ep.get("path"), ep.get("domain") or None) == \
+                    (method.upper(), path, domain or None):
+                owner = ep.get("name")
+            if name and ep.get("name") == name and \
+                    (ep.get("method"), ep.get("path")) != (method.upper(), path):
+                moved = (f"endpoint {name} moves from {ep.get('method')} {ep.get('path')} "
+                         f"to {method.upper()} {path}")
+        return owner, moved
 
     def deploy(self, name: str, method: str, path: str, source: str, *,
                deps: Sequence[str] = (), workers: int | None = None,
@@ -187,6 +236,10 @@ class AdminClient:
         return self.request("GET", f"/api/endpoints/{_q(name)}/logs",
                             query={"tail": tail})["lines"]
 
+    def recent_requests(self, name: str) -> list[dict]:
+        """The endpoint's last answered requests with their phases (newest first)."""
+        return self.request("GET", f"/api/endpoints/{_q(name)}/requests")["requests"]
+
     def metrics(self, name: str) -> dict:
         return self.request("GET", f"/api/endpoints/{_q(name)}/metrics")
 
@@ -221,25 +274,6 @@ class AdminClient:
 
     # -- events ----------------------------------------------------------------------------
 
-    def events(self, timeout: float | None = None) -> Iterator[dict]:
-        """Yield the admin event stream's events as dicts (blocking; ends on disconnect)."""
-        req = urllib.request.Request(self.admin_url + "/api/events",
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Accept": "text/event-stream"})
-        try:
-            response = urllib.request.urlopen(req, timeout=timeout or self.timeout)
-        except urllib.error.HTTPError as exc:
-            raise _error_from(exc) from None
-        with response:
-            data: list[str] = []
-            for raw in response:
-                line = raw.decode("utf-8").rstrip("\r\n")
-                if line.startswith("data:"):
-                    data.append(line[5:].lstrip())
-                elif not line and data:
-                    yield json.loads("\n".join(data))
-                    data = []
-
 
 def _q(name: str) -> str:
     return urllib.parse.quote(name, safe="")
@@ -260,79 +294,35 @@ def _error_from(exc: urllib.error.HTTPError) -> AdminError:
 # -- starting a gateway in the background ----------------------------------------------------
 
 def ensure_gateway(data_dir: str | None = None, *, timeout: float = 60.0,
-                   serve_args: Sequence[str] = ()) -> AdminClient:
+                   serve_args: Sequence[str] = (), started_by: str = "",
+                   idle_exit: float | None = None,
+                   announce: Callable[[str], None] | None = None) -> AdminClient:
     """A client for the data dir's gateway, starting one in the background if none runs.
 
     The started gateway is its own process (new session, output in
-    ``<data_dir>/logs/gateway.log``), outlives the caller and is reused by later callers.
-    A lock file makes concurrent callers start at most one gateway.
+    ``<data_dir>/logs/gateway.log``), outlives the caller (until ``idle_exit`` seconds
+    without traffic, when given) and is reused by later callers. The data dir's start lock
+    makes concurrent callers start at most one gateway. ``announce`` gets a line saying
+    where a gateway started here is and how to stop it.
     """
     data_dir = os.path.abspath(data_dir or default_data_dir())
-    os.makedirs(os.path.join(data_dir, "logs"), exist_ok=True)
     info = find_live(data_dir)
-    if info is not None:
-        return AdminClient(info.admin_url, info.token, info=info)
-    with open(os.path.join(data_dir, ".start.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    if info is None:
         try:
-            info = find_live(data_dir)
-            if info is None:
-                info = _spawn_and_wait(data_dir, timeout, serve_args)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            info, started = find_or_start(data_dir, DetachedGateway, timeout=timeout,
+                                          serve_args=serve_args, started_by=started_by,
+                                          idle_exit=idle_exit)
+        except StartError as exc:
+            raise AdminError(0, "start_failed", str(exc)) from None
+        if started is not None and announce is not None:
+            announce(started_message(info, idle_exit))
     return AdminClient(info.admin_url, info.token, info=info)
 
 
-def _spawn_and_wait(data_dir: str, timeout: float, serve_args: Sequence[str]) -> RuntimeInfo:
-    log_path = os.path.join(data_dir, "logs", "gateway.log")
-    argv = [sys.executable, "-m", "edgebook", "serve", "--data-dir", data_dir,
-            "--port", "0", *serve_args]
-    pid = _spawn_detached(argv, log_path)
-    log.info("started a background gateway (pid %d) for %s", pid, data_dir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            raise AdminError(0, "start_failed",
-                             f"the background gateway exited; see {log_path}:\n"
-                             f"{_tail(log_path)}")
-        try:
-            info = read_runtime(data_dir)
-        except RuntimeFileError:
-            info = None
-        if info is not None and info.pid == pid:
-            found = find_live(data_dir)
-            if found is not None:
-                return found
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGTERM)
-    raise AdminError(0, "start_timeout",
-                     f"the background gateway did not come up within {timeout:.0f} s; "
-                     f"see {log_path}:\n{_tail(log_path)}")
-
-
-_DETACH = ("import subprocess, sys\n"
-           "with open(sys.argv[1], 'ab') as out:\n"
-           "    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=out,\n"
-           "                             stderr=out, start_new_session=True, close_fds=True)\n"
-           "print(child.pid, flush=True)\n"
-           "child.returncode = 0  # detached on purpose: nobody here waits for it\n")
-
-
-def _spawn_detached(argv: Sequence[str], log_path: str) -> int:
-    """Start ``argv`` as a daemon: through a short-lived parent, so the gateway is adopted
-    by init (no zombie in a kernel that outlives it) and outlives the caller; its pid."""
-    done = subprocess.run([sys.executable, "-c", _DETACH, log_path, *argv],
-                          capture_output=True, text=True, timeout=30, check=False)
-    try:
-        return int(done.stdout.strip())
-    except ValueError:
-        raise AdminError(0, "start_failed",
-                         f"could not start a background gateway: {done.stderr.strip()}") from None
-
-
-def _tail(path: str, lines: int = 20) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return "".join(handle.readlines()[-lines:])
-    except OSError:
-        return ""
+def started_message(info: RuntimeInfo, idle_exit: float | None = None) -> str:
+    """What a caller that started a background gateway tells its user."""
+    lasts = (f"it exits after {idle_exit:g} s without requests" if idle_exit
+             else "it keeps running")
+    return (f"edgebook: started a background gateway (pid {info.pid}) for {info.data_dir}: "
+            f"{info.url} (admin {info.admin_url}); {lasts}. List gateways with "
+            f"'edgebook gateways', stop this one with 'edgebook stop-gateway --pid {info.pid}'.")

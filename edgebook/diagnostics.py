@@ -77,6 +77,16 @@ class Diagnostic:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Diagnostic:
+        """The inverse of ``to_dict`` (a build done on another machine sends its
+        diagnostics as JSON); unknown keys are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["labels"] = [Label(**label) for label in values.get("labels") or []]
+        values["children"] = [Note(**note) for note in values.get("children") or []]
+        return cls(**values)
+
 
 @dataclass
 class SourceMap:

@@ -16,9 +16,9 @@ import os
 import sys
 from typing import Any
 
-from edgebook.admin import make_admin_app
+from edgebook.admin.routes import make_admin_app
 from edgebook.diagnostics import Diagnostic
-from edgebook.gateway import Gateway, GatewayConfig
+from edgebook.gateway.core import Gateway, GatewayConfig
 
 RESOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources")
 from worker_script import FAKE_WORKER
@@ -56,7 +56,17 @@ class FakeBuilder:
     def __init__(self, data_dir: str):
         self.bin_dir = os.path.join(data_dir, "bin")
         self.builds: list[FakeRequest] = []
+        self.removed: list[str] = []
         self.gate: asyncio.Event | None = None
+
+    def cancel(self, name: str) -> bool:
+        return False
+
+    def remove(self, name: str) -> None:
+        self.removed.append(name)
+
+    async def aclose(self) -> None:
+        pass
 
     async def build(self, req: FakeRequest, on_progress=None) -> FakeResult:
         self.builds.append(req)

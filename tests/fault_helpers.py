@@ -25,7 +25,7 @@ _build_lock = threading.Lock()
 def build_handlers(data_dir: Path, names: tuple[str, ...]) -> dict[str, str]:
     """Build handler files from tests/resources with the real build service (once per
     test session); returns name -> binary path."""
-    from edgebook.build import Builder, BuildRequest
+    from edgebook.build.builder import Builder, BuildRequest
 
     with _build_lock:
         missing = [n for n in names if n not in _built]

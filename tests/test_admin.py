@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from edgebook.admin import ROUTES, openapi_document
+from edgebook.admin.routes import ROUTES, openapi_document
 from edgebook.client import AdminClient, AdminError
 
 from control_plane_helpers import start_gateway, stop_gateway
@@ -204,6 +205,18 @@ async def test_build_failure_answers_422_with_rendered_diagnostics(gateway, buil
     assert body["endpoint"]["state"] == "build_failed"
     assert body["build"]["diagnostics"][0]["line"] == 2
     assert "expected expression" in body["build"]["rendered"]
+    # a failed first deploy leaves nothing listed
+    assert body["endpoint"]["removed"] and "bad is not kept" in body["error"]
+    assert (await api.call("GET", "/api/endpoints/bad"))[0] == 404
+    code, body, _ = await api.call("GET", "/api/endpoints")
+    assert "bad" not in [ep["name"] for ep in body["endpoints"]]
+    # ... but a failed update keeps the endpoint and its live revision
+    assert (await api.call("PUT", "/api/endpoints/good", {
+        "method": "GET", "path": "/good", "source": "tag: a"}))[0] == 201
+    code, body, _ = await api.call("PUT", "/api/endpoints/good", {
+        "method": "GET", "path": "/good", "source": "compile_error"})
+    assert code == 422 and not body["endpoint"].get("removed")
+    assert (await api.call("GET", "/api/endpoints/good"))[0] == 200
 
 
 @gateway_test
@@ -212,6 +225,7 @@ async def test_start_failure_answers_502_with_the_stderr_tail(gateway, builder, 
         "method": "GET", "path": "/dead", "source": "exit_at_start"})
     assert code == 502 and body["error_type"] == "deploy_failed"
     assert "failing at start" in body["endpoint"]["stderr_tail"]
+    assert (await api.call("GET", "/api/endpoints/dead"))[0] == 404
 
 
 @gateway_test
@@ -308,6 +322,15 @@ async def test_service_config_is_checked_and_builtins_are_listed(gateway, builde
     code, body, _ = await api.call("PUT", "/api/endpoints/g", {
         "method": "GET", "path": "/g", "source": "", "services": ["default"]})
     assert code == 201, body
+    # A built-in name cannot be taken over: "g" relies on "default" without a binding.
+    for name in ("default", "files"):
+        code, body, _ = await api.call("POST", "/api/services", {
+            "name": name, "kind": "sqlite", "config": {}})
+        assert code == 409 and body["error_type"] == "builtin_service", body
+    code, listing, _ = await api.call("GET", "/api/services")
+    assert {s["name"]: s.get("builtin") for s in listing["services"]}["default"] is True
+    code, body, _ = await api.call("GET", "/api/endpoints/g")
+    assert body["services"] == [] and code == 200
 
 
 @gateway_test
@@ -371,6 +394,15 @@ async def test_admin_page_is_served_without_a_token_and_its_proxy_needs_one(gate
                                  headers={"X-Edgebook-Admin-Token": api.token})
     assert forwarded.code == 200, forwarded.body
     assert json.loads(forwarded.body)["query"] == {"x": "1"}
+    # the raw path goes through: %2F and %3F stay inside their segment
+    code, body, _ = await api.call("PUT", "/api/endpoints/p", {
+        "method": "GET", "path": "/p/{x}", "source": ""})
+    assert code == 201, body
+    forwarded = await http.fetch(api.base + "/admin/proxy/p/a%2Fb%3Fc", raise_error=False,
+                                 headers={"X-Edgebook-Admin-Token": api.token})
+    assert forwarded.code == 200, forwarded.body
+    echo = json.loads(forwarded.body)
+    assert (echo["path"], echo["params"], echo["query"]) == ("/p/a%2Fb%3Fc", {"x": "a%2Fb%3Fc"}, {})
 
 
 @gateway_test
@@ -394,3 +426,98 @@ async def test_endpoint_names_cannot_reach_outside_the_data_dir(gateway, builder
     code, body, _ = await api.call("PUT", "/api/endpoints/ok", {
         "method": "GET", "path": "/a b", "source": ""})
     assert code == 400 and body["error_type"] == "invalid_route", body
+
+
+@gateway_test
+async def test_a_cell_without_a_name_updates_the_endpoint_on_its_route(gateway, builder, api):
+    """The CLI names an endpoint after its file, a cell after its route: whichever comes
+    second updates the first's endpoint instead of colliding with it."""
+    from edgebook.notebook.cells import CellSpec, _place
+    loop = asyncio.get_running_loop()
+    client = AdminClient(api.base, TOKEN, timeout=30)
+
+    def in_thread(func, *args, **kwargs):
+        return loop.run_in_executor(None, lambda: func(*args, **kwargs))
+
+    await in_thread(client.deploy, "hello", "GET", "/hello", "tag: cli")
+    assert await in_thread(client.placement, None, "GET", "/hello") == ("hello", None)
+    spec = CellSpec("GET", "/hello", "tag: cell")
+    notes = await in_thread(_place, client, spec)
+    assert spec.name == "hello"
+    assert notes == ["GET /hello is endpoint hello's route: updating hello"]
+    named = CellSpec("GET", "/elsewhere", "tag: cell", name="hello")
+    assert await in_thread(_place, client, named) == [
+        "endpoint hello moves from GET /hello to GET /elsewhere"]
+    assert named.name == "hello"
+
+
+@gateway_test
+async def test_if_match_refuses_a_conflicting_update_with_409(gateway, builder, api):
+    body = {"method": "GET", "path": "/etag", "source": "tag: one"}
+    code, _, _ = await api.call("PUT", "/api/endpoints/etag", body, headers={"If-Match": '"0"'})
+    assert code == 201
+    code, _, response = await api.call("GET", "/api/endpoints/etag")
+    etag = response.headers["ETag"]
+    assert etag.strip('"').isdigit()
+    # Two clients read the same version; the first write wins, the second gets 409.
+    code, _, _ = await api.call("PATCH", "/api/endpoints/etag", {"source": "tag: two"},
+                                headers={"If-Match": etag})
+    assert code == 200
+    code, body, _ = await api.call("PATCH", "/api/endpoints/etag", {"source": "tag: three"},
+                                   headers={"If-Match": etag})
+    assert code == 409 and body["error_type"] == "conflict"
+    assert "changed it since you read it" in body["error"]
+    code, source, _ = await api.call("GET", "/api/endpoints/etag/source")
+    assert source["source"] == "tag: two"
+    # "0" means create only; a malformed tag is a 400.
+    code, body, _ = await api.call("PUT", "/api/endpoints/etag", {
+        "method": "GET", "path": "/etag", "source": "tag: four"}, headers={"If-Match": '"0"'})
+    assert code == 409
+    code, body, _ = await api.call("PATCH", "/api/endpoints/etag", {"workers": 2},
+                                   headers={"If-Match": "yesterday"})
+    assert code == 400 and body["error_type"] == "invalid_header"
+
+
+@gateway_test
+async def test_the_live_revision_source_is_served_not_a_failed_edit(gateway, builder, api):
+    assert (await api.call("PUT", "/api/endpoints/keep", {
+        "method": "GET", "path": "/keep", "source": "tag: good"}))[0] == 201
+    code, body, _ = await api.call("PUT", "/api/endpoints/keep/source",
+                                   {"source": "compile_error"})
+    assert code == 422
+    code, source, _ = await api.call("GET", "/api/endpoints/keep/source")
+    assert source["source"] == "tag: good" and source["revision"] == 1
+    assert source["submitted"]["source"] == "compile_error"
+    document = gateway.openapi_document()
+    assert document["paths"]  # the export reads the live source too
+    # A restart whose binary is gone rebuilds what served, not the failed edit.
+    revision = gateway.registry.get_revision("keep", 1)
+    os.remove(revision.binary)
+    code, view, _ = await api.call("POST", "/api/endpoints/keep/restart")
+    assert code == 200 and view["state"] == "running", view
+    assert builder.builds[-1].source == "tag: good"
+
+
+@gateway_test
+async def test_health_and_readiness_probes_answer_without_a_token(gateway, builder, api):
+    for probe in ("/healthz", "/readyz"):
+        code, body, response = await api.call("GET", probe, token=None)
+        assert code == 200 and body["ok"] is True, (probe, body)
+        assert response.headers["Cache-Control"] == "no-store"
+    gateway._stopping = True  # what SIGTERM sets first: not ready, still alive
+    try:
+        code, body, _ = await api.call("GET", "/readyz", token=None)
+        assert code == 503 and body == {"ok": False, "reason": "shutting down"}
+        assert (await api.call("GET", "/healthz", token=None))[0] == 200
+    finally:
+        gateway._stopping = False
+
+
+@gateway_test
+async def test_cancelling_when_nothing_builds_says_so(gateway, builder, api):
+    assert (await api.call("PUT", "/api/endpoints/idle", {
+        "method": "GET", "path": "/idle", "source": "tag: a"}))[0] == 201
+    code, body, _ = await api.call("POST", "/api/endpoints/idle/build/cancel")
+    assert code == 200 and body == {"name": "idle", "cancelled": False}
+    code, body, _ = await api.call("POST", "/api/endpoints/nope/build/cancel")
+    assert code == 404

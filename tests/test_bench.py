@@ -1,17 +1,15 @@
 """edgebook.bench: bounded load tests from a private thread, reports, plots, comparison."""
 
 import os
-import signal
+import re
 import subprocess
 import sys
 import textwrap
-import threading
 
-import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from edgebook.bench import BenchError, BenchReport, bench, check_loopback, compare
+from edgebook.notebook.bench import BenchError, bench, check_loopback, compare
 from tiny_app import TinyServer
 
 
@@ -49,11 +47,39 @@ def test_chunked_responses(server):
     assert report.status_counts == {200: 40}
 
 
+def test_head_responses_have_no_body_whatever_content_length_says(server):
+    report = bench("HEAD", "/echo/h", n=20, concurrency=2, timeout=2, base_url=server.url)
+    assert report.status_counts == {200: 20} and report.errors == {}
+
+
 def test_duration_bounds_the_run(server):
     report = bench("GET", "/slow", params={"s": 0.05}, duration=0.5, concurrency=2,
                    base_url=server.url)
     assert 0.4 < report.wall < 1.5
     assert 4 <= report.requests <= 30
+
+
+def test_with_no_bounds_a_run_lasts_two_seconds(server):
+    report = bench("GET", "/slow", params={"s": 0.1}, concurrency=2, base_url=server.url)
+    assert report.wall >= 1.9  # not 1000 requests that finish in a blink
+    assert report.requests < 1000
+
+
+def test_breakdown_by_percentile_from_server_timing(server):
+    report = bench("GET", "/timed", n=400, concurrency=2, base_url=server.url)
+    breakdown = report.breakdown()
+    assert list(breakdown.index) == ["p50", "p90", "p99"]
+    p50, p99 = breakdown.loc["p50"], breakdown.loc["p99"]
+    assert p50.queue_ms == pytest.approx(0.1) and p99.queue_ms == pytest.approx(20.0)
+    assert p99.services_ms == pytest.approx(0.3) and p99.worker_ms == pytest.approx(0.5)
+    assert report.reading().startswith("p99 is ") and "more workers would help" in \
+        report.reading()
+    assert "where the time went" in report._repr_html_()
+
+
+def test_no_breakdown_without_server_timing(server):
+    report = bench("GET", "/echo", n=20, concurrency=2, base_url=server.url)
+    assert report.breakdown() is None and report.reading() is None
 
 
 def test_timeouts_count_as_no_response(server):
@@ -88,6 +114,8 @@ def test_plot_display_and_compare(server):
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     page = a._repr_html_()
     assert "data:image/png;base64," in page and "p99_ms" in page
+    assert fig.patch.get_alpha() == 0.0  # readable on the dark theme as on the light one
+    assert re.search(r"<td>\d+\.\d\d</td>", page)  # milliseconds to the hundredth
     both = compare(a, b, labels=["before", "after"])
     assert list(both.df.index) == ["before", "after"]
     assert both.df.loc["after", "errors"] == 50
@@ -106,7 +134,7 @@ def test_interrupt_returns_partial_results(tmp_path):
         import sys, threading, os, signal, time
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from tiny_app import TinyServer
-        from edgebook.bench import bench
+        from edgebook.notebook.bench import bench
         with TinyServer() as server:
             threading.Timer(0.8, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
             t = time.monotonic()

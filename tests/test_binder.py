@@ -72,7 +72,7 @@ def test_post_build_installs_real_extras_without_editable_mode():
 
 
 def test_post_build_steps_name_real_commands():
-    from edgebook.cli import build_parser
+    from edgebook.cli.main import build_parser
     subcommands = build_parser()._subparsers._group_actions[0].choices
     seen = set()
     for argv in commands(BINDER / "postBuild"):
@@ -97,7 +97,7 @@ def test_server_extension_config_ships_in_the_wheel_and_enables_edgebook():
     assert json.loads(config.read_text())["ServerApp"]["jpserver_extensions"]["edgebook"] is True
     import edgebook
     points = edgebook._jupyter_server_extension_points()
-    assert points and points[0]["module"] == "edgebook.serverextension"
+    assert points and points[0]["module"] == "edgebook.jupyter.extension"
 
 
 def test_start_puts_cargo_on_path_and_runs_the_command():

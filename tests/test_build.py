@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from edgebook import protocol
-from edgebook.build import BuildRequest, Builder, BuildResult, default_target_dir
+from edgebook.build.builder import BuildRequest, Builder, BuildResult
+from edgebook.paths import target_dir as default_target_dir
 from edgebook.diagnostics import (Diagnostic, Label, SourceMap, from_cargo_stderr, from_rustc,
                                   render_diagnostics)
-from edgebook.workspace import (SourceError, Workspace, analyse, find_sdk_dir,
-                                frontmatter_dependencies, package_name, parse_dep_spec,
-                                sdk_info)
+from edgebook.build.sdk import find_sdk_dir, sdk_info
+from edgebook.build.source import SourceError, analyse, frontmatter_dependencies, parse_dep_spec
+from edgebook.build.workspace import Workspace, package_name
 
 HANDLERS = Path(__file__).parent / "resources" / "handlers"
 HAVE_CARGO = shutil.which("cargo") is not None and shutil.which("rustc") is not None
@@ -118,28 +119,34 @@ def failing_cargo(tmp_path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def hanging_cargo(tmp_path) -> tuple[Path, Path]:
-    """A cargo that reports one artifact, then waits on a child process forever."""
+    """A cargo that reports one artifact, then waits on a child process forever. Both run
+    as ``sleep`` with a duration unique to the test (the markers file lists them): a build
+    has a PID namespace of its own, so the pids they see are not the host's."""
     artifact = json.dumps({"reason": "compiler-artifact", "fresh": False,
                            "package_id": "registry+https://x#slowdep@1.0.0",
                            "target": {"name": "slowdep", "kind": ["lib"]}})
-    pids = writable_in_build(tmp_path) / "pids"
+    unique = f"{os.getpid()}{len(str(tmp_path))}{abs(hash(str(tmp_path))) % 10**6:06d}"
+    markers = tmp_path / "markers"
+    markers.write_text(f"300.{unique} 301.{unique}")
     script = write_script(tmp_path / "cargo", f"""#!/bin/sh
-sleep 300 &
-echo "$$ $!" > '{pids}'
+sleep 300.{unique} &
 echo '{artifact}'
-wait
+exec sleep 301.{unique}
 """)
-    return script, pids
+    return script, markers
 
 
-def assert_dead(pid: int) -> None:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return
-    # A zombie of a killed process has exited; only a running one fails the test.
-    with open(f"/proc/{pid}/stat") as f:
-        assert f.read().split(")")[-1].split()[0] == "Z", f"process {pid} is still running"
+def assert_dead(marker: str) -> None:
+    """No process runs ``sleep MARKER`` (a zombie of a killed one has exited)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        assert marker.encode() not in argv, f"process {entry} (sleep {marker}) is still running"
 
 
 # ---------------------------------------------------------------------------------------
@@ -405,19 +412,19 @@ def test_cargo_failure_without_diagnostics_is_reported(tmp_path, failing_cargo):
 
 
 def test_time_limit_kills_cargo_and_its_children(tmp_path, hanging_cargo):
-    cargo, pids = hanging_cargo
+    cargo, markers = hanging_cargo
     builder = Builder(tmp_path, cargo=str(cargo), time_limit=1.0, offline_first=False)
     events = []
     result = run_build(builder, "slow", BARE_HANDLE, events=events)
     assert result.status == "timeout" and not result.ok
     assert "time limit" in result.log and result.duration < 30
     assert {"crate": "slowdep"}.items() <= events[2].items()
-    for pid in map(int, pids.read_text().split()):
-        assert_dead(pid)
+    for marker in markers.read_text().split():
+        assert_dead(marker)
 
 
 def test_cancel_kills_cargo(tmp_path, hanging_cargo):
-    cargo, pids = hanging_cargo
+    cargo, markers = hanging_cargo
     builder = Builder(tmp_path, cargo=str(cargo), offline_first=False)
 
     async def scenario():
@@ -434,12 +441,12 @@ def test_cancel_kills_cargo(tmp_path, hanging_cargo):
 
     result = asyncio.run(scenario())
     assert result.status == "cancelled" and not result.ok
-    for pid in map(int, pids.read_text().split()):
-        assert_dead(pid)
+    for marker in markers.read_text().split():
+        assert_dead(marker)
 
 
 def test_cancelling_the_caller_kills_cargo(tmp_path, hanging_cargo):
-    cargo, pids = hanging_cargo
+    cargo, markers = hanging_cargo
     builder = Builder(tmp_path, cargo=str(cargo), offline_first=False)
 
     async def scenario():
@@ -454,8 +461,8 @@ def test_cancelling_the_caller_kills_cargo(tmp_path, hanging_cargo):
         await builder.aclose()
 
     asyncio.run(scenario())
-    for pid in map(int, pids.read_text().split()):
-        assert_dead(pid)
+    for marker in markers.read_text().split():
+        assert_dead(marker)
 
 
 def test_queued_build_is_superseded_by_a_newer_one(tmp_path, hanging_cargo):

@@ -2,9 +2,10 @@
 
 import pytest
 
-from edgebook.cells import (BuildFailedError, CellSpec, DeployedEndpoint, build_failure,
-                            default_name, example_path, shift_diagnostics)
-from edgebook.progress import step_of, widgets_wanted
+from edgebook.notebook.cells import (DIAGNOSTICS_MIME, BuildFailedError, CellSpec, DeployedEndpoint,
+                                     build_failure, failure_card,
+                                     default_name, example_path, shift_diagnostics)
+from edgebook.notebook.progress import step_of, widgets_wanted
 
 SOURCE = 'fn handle(req: Request) -> Response {\n    Response::ok(json!({"p": req.pathx}))\n}\n'
 DIAGNOSTIC = {
@@ -109,7 +110,7 @@ def test_widgets_only_with_a_live_frontend(monkeypatch):
 
 
 def test_bench_progress_appears_only_for_long_runs(monkeypatch):
-    from edgebook.progress import BenchProgress
+    from edgebook.notebook.progress import BenchProgress
     shown = []
     class Handle:
         def update(self, data, raw=False):
@@ -129,3 +130,29 @@ def test_bench_progress_appears_only_for_long_runs(monkeypatch):
     progress.close()
     assert shown[-1] == ("update", {"text/plain": ""})
     timed.close()
+
+
+def test_failure_card_while_an_older_revision_serves():
+    spec = CellSpec(method="GET", path="/p", source=SOURCE, header="%%rust_handler GET /p\n")
+    error = build_failure(spec, {
+        "build": {"diagnostics": [DIAGNOSTIC], "status": "failed"},
+        "endpoint": {"state": "running_build_failed", "live_revision": 4,
+                     "reason": "build failed; revision 4 keeps serving"}})
+    card = failure_card(error, spec)
+    assert card["text/plain"] == ("GET /p: running, latest build failed (revision 4 keeps "
+                                  "serving); marked at line 3 of the cell")
+    assert "--jp-success-color1" in card["text/html"]  # green: it still serves
+    assert error.message not in card["text/html"]  # the traceback says it, once
+    [mark] = card[DIAGNOSTICS_MIME]["diagnostics"]
+    assert mark == {"line": 3, "column": 35, "end_line": 3, "end_column": 40, "level": "error",
+                    "code": "E0609", "message": "no field `pathx` on type `Request`: unknown field"}
+
+
+def test_failure_card_of_a_first_build():
+    spec = CellSpec(method="GET", path="/p", source=SOURCE)
+    error = build_failure(spec, {"build": {"diagnostics": [], "status": "timeout"},
+                                 "endpoint": {"state": "build_failed"}})
+    card = failure_card(error, spec)
+    assert card["text/plain"] == "GET /p: build failed"
+    assert "--jp-error-color1" in card["text/html"]
+    assert card[DIAGNOSTICS_MIME]["diagnostics"] == []

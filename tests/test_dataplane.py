@@ -3,17 +3,15 @@
 import asyncio
 import base64
 import json
-import os
 import socket
-import sys
 
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httputil import HTTPHeaders
 from tornado.iostream import IOStream
 from tornado.testing import AsyncHTTPTestCase, ExpectLog, gen_test
 
-from edgebook.dataplane import make_dataplane_app, serve_dataplane
-from edgebook.supervisor import EndpointConfig, RestartPolicy, Supervisor
+from edgebook.gateway.dataplane import make_dataplane_app, serve_dataplane
+from edgebook.gateway.supervisor import EndpointConfig, RestartPolicy, Supervisor
 
 from worker_script import FAKE
 
@@ -91,13 +89,26 @@ class DataPlaneTest(AsyncHTTPTestCase):
         self.assertEqual(body["headers_all"]["host"], [body["headers"]["host"]])
 
     def test_client_request_id_echoed_if_sane(self):
-        _, body = self.fetch_json("/echo/1", headers={"X-Request-Id": "abc-123"})
-        self.assertEqual(body["request_id"], "abc-123")
+        response, body = self.fetch_json("/echo/1", headers={"X-Request-Id": "abc-123"})
+        self.assertEqual(response.headers["X-Request-Id"], "abc-123")
+        self.assertEqual(body["headers"]["x-request-id"], "abc-123")  # the handler sees it
+        # but the frame's id, which keys the worker's pipe and service transactions, is ours
+        self.assertNotEqual(body["request_id"], "abc-123")
+        self.assertEqual(len(body["request_id"]), 36)
         response, body = self.fetch_json("/echo/1", headers={"X-Request-Id": "bad id\t!"})
         self.assertNotEqual(body["request_id"], "bad id\t!")
         response, body = self.fetch_json("/nowhere", headers={"X-Request-Id": "r-404"})
         self.assertEqual((response.headers["X-Request-Id"], body["request_id"]),
                          ("r-404", "r-404"))
+
+    def test_requests_sharing_a_client_id_do_not_collide(self):
+        async def both():
+            return await asyncio.gather(*(self.http_client.fetch(
+                self.get_url("/mode/slow?s=0.1"), headers={"X-Request-Id": "same"},
+                raise_error=False) for _ in range(2)))
+        responses = self.io_loop.run_sync(both, timeout=10)
+        self.assertEqual([r.code for r in responses], [200, 200])
+        self.assertEqual([r.headers["X-Request-Id"] for r in responses], ["same", "same"])
 
     def test_404_and_405(self):
         response, _ = self.fetch_json("/nowhere")
@@ -138,8 +149,14 @@ class DataPlaneTest(AsyncHTTPTestCase):
         response = self.fetch("/mode/status?code=204&body=ignored")
         self.assertEqual((response.code, response.body), (204, b""))
 
+    def test_repeated_response_headers_all_reach_the_client(self):
+        response = self.fetch("/mode/two_cookies")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.get_list("Set-Cookie"), ["a=1", "b=2"])
+        self.assertEqual(response.headers["Content-Type"], "text/plain")
+
     def test_invalid_worker_header_is_502(self):
-        with ExpectLog("edgebook.dataplane", ".*invalid response"):
+        with ExpectLog("edgebook.gateway.dataplane", ".*invalid response"):
             response, _ = self.fetch_json("/mode/status?h=a%0d%0aInjected:%201")
         self.assert_gateway_error(response, 502, "bad_worker_response")
         self.assertNotIn("Injected", response.headers)
@@ -184,7 +201,7 @@ class DataPlaneTest(AsyncHTTPTestCase):
 
     def test_stopped_endpoint_503(self):
         self.io_loop.run_sync(lambda: self.supervisor.stop("echo"))
-        with ExpectLog("edgebook.dataplane", ".*503", required=False):
+        with ExpectLog("edgebook.gateway.dataplane", ".*503", required=False):
             response, _ = self.fetch_json("/echo/1")
         self.assert_gateway_error(response, 503, "unavailable")
         self.assertTrue(response.headers["Retry-After"].isdigit())
@@ -242,3 +259,28 @@ class ReusePortTest(AsyncHTTPTestCase):
         finally:
             first.stop()
             second.stop()
+
+    @gen_test
+    async def test_stop_serves_connections_waiting_to_be_accepted_instead_of_resetting(self):
+        server = serve_dataplane(self._app, "127.0.0.1", 0)
+        port = next(iter(server._sockets.values())).getsockname()[1]
+        waiting = []
+        for _ in range(20):  # connected, still in the accept queue: the loop has not run
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            waiting.append(sock)
+        server.stop()
+        try:
+            refused = socket.socket()
+            with self.assertRaises(ConnectionRefusedError):  # new clients go elsewhere
+                refused.connect(("127.0.0.1", port))
+            refused.close()
+            loop = asyncio.get_running_loop()
+            for sock in waiting:  # each is answered; none was reset
+                sock.setblocking(False)
+                head = await asyncio.wait_for(loop.sock_recv(sock, 64), 10)
+                self.assertTrue(head.startswith(b"HTTP/1.1 404"), head)
+        finally:
+            for sock in waiting:
+                sock.close()
+            await server.close_all_connections()

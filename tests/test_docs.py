@@ -5,13 +5,14 @@ Fenced blocks are picked by their info string:
 - ``rust``: a handler program (a leading ``%%rust_handler`` line is dropped); all of them are
   compiled in ONE cargo build, each wrapped in a module of its own, by the build service.
   ``rust,ignore`` marks a fragment that is not a whole handler; keep those rare.
-- ``python`` and ``ipython`` in the guide and the README: run in order in one IPython shell
-  (a child process) against a real gateway in a temporary data dir, stopped at the end.
+- ``python`` and ``ipython`` in the README, the guide and notebook.md: run in order in one
+  IPython shell (a child process) against a real gateway in a temporary data dir, stopped
+  at the end; no request they send may hit a missing route or a wrong method (404/405).
   ``python`` blocks elsewhere (reference signatures) must at least compile.
 - ``sh``: every ``edgebook ...`` line must parse with the real ``edgebook`` argument parser,
   ``make X`` must name a Makefile target, and other commands must exist on PATH.
 - ``json``: must parse (one value, or several in a row).
-- ``docs/admin-api.md`` must be what ``python -m edgebook.apidoc`` renders now.
+- ``docs/admin-api.md`` must be what ``python -m edgebook.admin.apidoc`` renders now.
 """
 
 import asyncio
@@ -29,12 +30,13 @@ from pathlib import Path
 
 import pytest
 
-from edgebook.apidoc import DOC_PATH, render
-from edgebook.runtime import find_live, pid_alive
+from edgebook.admin.apidoc import DOC_PATH, render
+from edgebook.discovery import find_live, pid_alive
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-EXECUTED = [REPO / "README.md", REPO / "docs" / "guide.md"]
+EXECUTED = [REPO / "README.md", REPO / "docs" / "guide.md", REPO / "docs" / "notebook.md"]
+GUIDE = REPO / "docs" / "guide.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 KNOWN = {"rust", "rust,ignore", "python", "ipython", "sh", "json", ""}
 
@@ -70,11 +72,11 @@ def test_the_guide_has_samples_of_every_kind():
 
 def test_admin_api_reference_is_current():
     assert DOC_PATH.read_text() == render(), (
-        "docs/admin-api.md is stale: run `.venv/bin/python -m edgebook.apidoc --write`")
+        "docs/admin-api.md is stale: run `.venv/bin/python -m edgebook.admin.apidoc --write`")
 
 
 def test_admin_api_reference_lists_every_route():
-    from edgebook.admin import ROUTES
+    from edgebook.admin.routes import ROUTES
     text = DOC_PATH.read_text()
     for route in ROUTES:
         for method in route.methods:
@@ -92,7 +94,7 @@ def rust_program(code: str) -> str:
 
 @needs_cargo
 def test_rust_samples_compile_as_handlers(tmp_path):
-    from edgebook.build import Builder, BuildRequest
+    from edgebook.build.builder import Builder, BuildRequest
     samples = blocks("rust")
     assert len(samples) >= 6
     parts = ["#![allow(dead_code, unused_variables, unused_imports)]"]
@@ -131,7 +133,13 @@ RUNNER = textwrap.dedent("""
                         "stdout": captured.stdout[-2000:]})
         if not outcome.success:
             break
+    import edgebook
+    sent = edgebook.history()
+    wrong = [] if sent.empty else [
+        f"{row.method} {row.path}: {row.status}" for row in sent.itertuples()
+        if row.status in (404, 405)]
     print("RESULTS " + json.dumps(results))
+    print("WRONG " + json.dumps(wrong))
 """)
 
 
@@ -175,6 +183,9 @@ def test_python_and_ipython_samples_run_against_a_gateway(data_dir, tmp_path):
     failed = [r for r in results if not r["ok"]]
     assert not failed, f"a docs sample failed: {failed[0]}"
     assert len(results) == len(samples)
+    wrong = json.loads([line for line in done.stdout.splitlines()
+                        if line.startswith("WRONG ")][-1][len("WRONG "):])
+    assert not wrong, f"docs samples sent requests to routes that do not take them: {wrong}"
 
 
 def test_python_reference_blocks_compile():
@@ -200,7 +211,7 @@ def shell_commands(code: str) -> list[list[str]]:
 
 
 def test_shell_samples_name_real_commands():
-    from edgebook.cli import build_parser
+    from edgebook.cli.main import build_parser
     parser = build_parser()
     targets = makefile_targets()
     checked = 0
@@ -237,3 +248,77 @@ def test_json_samples_parse():
                 pytest.fail(f"{name}:{line}: not JSON: {exc}")
             while position < len(text) and text[position].isspace():
                 position += 1
+
+
+# -- what a new user needs is written down -----------------------------------------------------
+
+def test_every_command_and_option_is_in_the_guide():
+    """Every ``edgebook`` command, ``service`` action and ``serve``/``deploy`` option."""
+    import argparse
+
+    from edgebook.cli.main import build_parser
+    guide = GUIDE.read_text()
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in commands.items():
+        if name.startswith("_"):
+            continue
+        assert f"edgebook {name}" in guide, f"the guide never shows `edgebook {name}`"
+    service = commands["service"]._subparsers._group_actions[0].choices
+    for action in service:
+        assert f"edgebook service {action}" in guide, f"`edgebook service {action}` undocumented"
+    for command in ("serve", "deploy"):
+        for action in commands[command]._actions:
+            if action.help == argparse.SUPPRESS or not action.option_strings:
+                continue
+            flag = max(action.option_strings, key=len)
+            assert flag in guide or flag in ("--help", "--data-dir"), \
+                f"`{command} {flag}` is not in the guide"
+
+
+def test_the_guide_states_the_defaults_methods_and_dependency_features():
+    from edgebook.gateway.spec import DEFAULT_OPTIONS, METHODS
+    guide = GUIDE.read_text()
+    assert f"default {DEFAULT_OPTIONS['timeout']:g})" in guide
+    assert f"default {DEFAULT_OPTIONS['max_body']}, 10 MiB" in guide
+    assert DEFAULT_OPTIONS["max_body"] == 10 * 1024 * 1024
+    sentence = guide[guide.index("`METHOD` is one of"):][:300]
+    for method in METHODS:
+        assert f"`{method}`" in sentence, f"{method} is not among the guide's methods"
+    assert "--dep uuid@1+v4" in guide  # crate features, with the case that needs one
+    assert "What `--timeout` counts" in guide
+
+
+def test_install_instructions_name_no_package_index():
+    """edgebook is not on PyPI: every pip install in the docs installs a path or a wheel."""
+    for name, line, code in blocks("sh"):
+        for argv in shell_commands(code):
+            if os.path.basename(argv[0]) == "pip" and argv[1:2] == ["install"]:
+                targets = [a for a in argv[2:] if not a.startswith("-")]
+                assert all(t.startswith((".", "/", "dist/")) for t in targets), \
+                    f"{name}:{line}: {shlex.join(argv)} names a package index"
+    for path in DOCS:
+        assert "pip install 'edgebook" not in path.read_text(), path.name
+
+
+def test_the_readme_shows_the_file_it_deploys():
+    readme = (REPO / "README.md").read_text()
+    assert "edgebook deploy hello.rs" in readme
+    programs = [code for _, _, code in blocks("rust", [REPO / "README.md"])
+                if not code.startswith("%%rust_handler")]
+    assert programs and "handler_loop!" in programs[0], \
+        "the README deploys hello.rs but never shows it"
+
+
+def test_readme_and_guide_agree_on_node():
+    for path in (REPO / "README.md", GUIDE):
+        text = " ".join(path.read_text().split())
+        assert "Node 20" in text and "`make` builds the JupyterLab sidebar from source" in text, \
+            path.name
+
+
+def test_stale_claims_are_gone():
+    """Sentences that were wrong once, and the fixes that made them wrong."""
+    notebook = (REPO / "docs" / "notebook.md").read_text()
+    assert "the gateway finishes that build" not in notebook
+    assert "cancels the build" in notebook
+    assert "c.EdgebookExtension.serve_args = [" in notebook  # a serve_args example

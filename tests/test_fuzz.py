@@ -13,11 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgebook import protocol
-from edgebook.errors import GatewayError
 from edgebook.protocol import (FRAME_TYPES, FrameReader, OversizedFrameError, ProtocolError,
                                decode, decode_all, decode_body, encode, encode_body)
 
@@ -113,7 +111,7 @@ class _Canned:
         self.response: dict = {}
 
     def route(self, method, path, host):
-        from edgebook.pool import EndpointConfig
+        from edgebook.gateway.pool import EndpointConfig
         from edgebook.router import Match, Route
         return Match(Route("e", "GET", "/e"), {}), EndpointConfig("e", "GET", "/e")
 
@@ -162,7 +160,7 @@ def dataplane():
     from tornado.ioloop import IOLoop
     from tornado.testing import bind_unused_port
 
-    from edgebook.dataplane import make_dataplane_app, serve_dataplane
+    from edgebook.gateway.dataplane import make_dataplane_app, serve_dataplane
 
     canned = _Canned()
     sock, port = bind_unused_port()

@@ -9,9 +9,10 @@ import os
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from edgebook.gateway import DeployRejected, EndpointSpec, EventBus, Gateway, GatewayConfig
+from edgebook.gateway.events import EventBus
+from edgebook.gateway.spec import DeployRejected, EndpointSpec
 
-from control_plane_helpers import FakeBuilder, FakeRequest, start_gateway, stop_gateway
+from control_plane_helpers import start_gateway, stop_gateway
 
 
 def run(coro):
@@ -60,7 +61,7 @@ def test_build_failure_keeps_the_old_revision_serving(tmp_path):
             await gateway.put_endpoint(spec(source="tag: old"))
             result = await gateway.put_endpoint(spec(source="tag: new\ncompile_error"))
             endpoint = result["endpoint"]
-            assert endpoint["state"] == "build_failed"
+            assert endpoint["state"] == "running_build_failed"  # running, latest build failed
             assert "expected expression" in endpoint["reason"]
             assert "revision 1 keeps serving" in endpoint["reason"]
             assert result["build"]["diagnostics"][0]["line"] == 2
@@ -81,7 +82,7 @@ def test_revision_that_fails_to_start_is_deploy_failed_and_old_keeps_serving(tmp
             await gateway.put_endpoint(spec(source="tag: old"))
             result = await gateway.put_endpoint(spec(source="tag: bad\nexit_at_start"))
             endpoint = result["endpoint"]
-            assert endpoint["state"] == "deploy_failed"
+            assert endpoint["state"] == "running_deploy_failed"
             assert "keeps serving" in endpoint["reason"]
             assert "failing at start" in (endpoint["stderr_tail"] or "")
             assert endpoint["live_revision"] == 1
@@ -154,6 +155,7 @@ def test_stop_start_and_remove(tmp_path):
             assert (await fetch(gateway.url + "/echo")).code == 200
             await gateway.remove_endpoint("echo")
             assert gateway.registry.find_endpoint("echo") is None
+            assert builder.removed == ["echo"]  # its workspace package goes too
             assert (await fetch(gateway.url + "/echo")).code == 404
         finally:
             await stop_gateway(gateway, server)
@@ -202,6 +204,9 @@ def test_worker_environment_is_scrubbed(tmp_path, monkeypatch):
             assert "cloud-secret" not in worker_env
             assert "admin-secret" not in worker_env
             assert "RUST_BACKTRACE=1" in worker_env
+            assert "EDGEBOOK_EXPOSE_ERRORS" not in worker_env  # not in development mode
+            gateway.config.dev = True  # a gateway a notebook started (serve --dev)
+            assert gateway.worker_env()["EDGEBOOK_EXPOSE_ERRORS"] == "1"
         finally:
             await stop_gateway(gateway, server)
     run(main())
@@ -247,6 +252,23 @@ def test_event_bus_drops_a_subscriber_that_falls_behind():
     run(main())
 
 
+def test_closing_a_subscription_wakes_its_reader_even_with_a_full_queue():
+    async def main():
+        bus = EventBus(maxsize=2)
+        full = bus.subscribe()
+        bus.publish("tick", i=0)
+        bus.publish("tick", i=1)  # its queue is now full, but it has not fallen behind
+        full.close()  # the client went away: no QueueFull
+        full.close()
+        assert await full.get(timeout=1) is None and bus.subscribers == 0
+        idle = bus.subscribe()
+        waiting = asyncio.ensure_future(idle.get(timeout=5))
+        await asyncio.sleep(0)
+        idle.close()
+        assert await asyncio.wait_for(waiting, 1) is None  # ended at once
+    run(main())
+
+
 def test_stop_drains_an_inflight_request(tmp_path):
     async def main():
         gateway, builder, server, _ = await start_gateway(str(tmp_path))
@@ -276,6 +298,39 @@ def test_release_after_dev_hot_swaps_to_a_release_build(tmp_path):
             assert [b.profile for b in builder.builds] == ["dev", "release"]
             assert gateway.registry.get_revision("echo", 2).profile == "release"
             assert (await fetch(gateway.url + "/echo")).code == 200
+        finally:
+            await stop_gateway(gateway, server)
+    run(main())
+
+
+def test_a_missing_name_with_extra_dependencies_hints_at_crate_features():
+    from types import SimpleNamespace
+
+    from edgebook.gateway.builds import feature_hint as _feature_hint
+    failed = SimpleNamespace(ok=False, diagnostics=[{
+        "level": "error", "message": "no function or associated item named `new_v4` found "
+                                     "for struct `Uuid` in the current scope"}])
+    hint = _feature_hint(failed, ["uuid@1"])
+    assert "uuid" in hint and "--dep uuid@1+v4" in hint
+    assert _feature_hint(failed, []) is None  # no extra dependency: nothing to hint at
+    mistyped = SimpleNamespace(ok=False, diagnostics=[{"level": "error",
+                                                       "message": "mismatched types"}])
+    assert _feature_hint(mistyped, ["uuid@1"]) is None
+
+
+def test_development_gateways_send_server_timing_on_every_response(tmp_path):
+    async def main():
+        gateway, builder, server, _ = await start_gateway(str(tmp_path), dev=True)
+        try:
+            await gateway.put_endpoint(spec())
+            response = await fetch(gateway.url + "/echo")
+            header = response.headers.get("Server-Timing")
+            assert header and "worker;dur=" in header and "total;dur=" in header
+            [recent] = gateway.recent_requests("echo")  # what the sidebar lists
+            assert recent["status"] == 200 and recent["target"] == "/echo"
+            assert [p["name"] for p in recent["phases"]] == ["route", "recv", "queue", "worker"]
+            response = await fetch(gateway.url + "/nothing-here")  # errors too
+            assert response.code == 404 and "recv;dur=" in response.headers["Server-Timing"]
         finally:
             await stop_gateway(gateway, server)
     run(main())

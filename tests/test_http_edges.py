@@ -10,8 +10,8 @@ import pytest
 from tornado.ioloop import IOLoop
 from tornado.testing import bind_unused_port
 
-from edgebook.dataplane import make_dataplane_app, serve_dataplane
-from edgebook.pool import EndpointConfig
+from edgebook.gateway.dataplane import make_dataplane_app, serve_dataplane
+from edgebook.gateway.pool import EndpointConfig
 from edgebook.router import Match, Route
 
 

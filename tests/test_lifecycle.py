@@ -20,9 +20,9 @@ import urllib.request
 import pytest
 
 from edgebook.errors import GatewayError
-from edgebook.pool import EndpointConfig, RestartPolicy
-from edgebook.runtime import read_runtime
-from edgebook.supervisor import DeployError, Supervisor
+from edgebook.gateway.pool import EndpointConfig, RestartPolicy
+from edgebook.discovery import read_runtime
+from edgebook.gateway.supervisor import DeployError, Supervisor
 from fault_helpers import GatewayProcess, build_handlers, pid_alive
 
 pytestmark = pytest.mark.skipif(shutil.which("cargo") is None, reason="needs cargo")

@@ -8,6 +8,7 @@ server does, and later kernels reuse it. Rust builds are kept to three distinct 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +21,10 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from edgebook.http import request
-from edgebook.runtime import find_live, pid_alive
+from edgebook.discovery import find_live, pid_alive
+from edgebook.notebook.cells import DIAGNOSTICS_MIME
+from edgebook.notebook.magics import admin_page_in_jupyter
+from edgebook.notebook.session import request
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -30,8 +33,7 @@ EDITED = HELLO.replace("Hello, World!", "Hello, edited!")
 # Line 7 of the cell (the %%rust_handler line is line 1) uses a field that does not exist.
 BROKEN = HELLO.replace('"path": req.path,', '"path": req.pathx,')
 
-pytestmark = pytest.mark.skipif(subprocess.run(["cargo", "--version"], capture_output=True)
-                                .returncode != 0, reason="needs cargo")
+pytestmark = pytest.mark.skipif(shutil.which("cargo") is None, reason="needs cargo")
 
 
 def kernel_env(**extra):
@@ -108,7 +110,9 @@ def test_kernel_without_server_starts_a_gateway_deploys_requests_and_benches(pro
     assert "bench 150 0 ['requests', 'concurrency', 'duration_s', 'req_per_s', 'errors', " \
            "'p50_ms']" in text_of(nb.cells[4])
     bench_cell = nb.cells[4].outputs[-1]
-    assert bench_cell.data["text/html"].count("data:image/png;base64,") == 1
+    # the latency plot, and the breakdown's (a notebook's gateway sends Server-Timing)
+    assert bench_cell.data["text/html"].count("data:image/png;base64,") == 2
+    assert "where the time went" in bench_cell.data["text/html"]
     assert "second: 60 requests" in text_of(nb.cells[5])
     status = text_of(nb.cells[6])
     assert "get_hello" in status and "running" in status
@@ -167,6 +171,27 @@ def test_widgets_in_a_live_frontend(project):
     assert "is live at" in html
 
 
+def test_status_names_the_admin_page_on_the_jupyter_server(monkeypatch):
+    monkeypatch.setenv("EDGEBOOK_PROXY_BASE", "/user/ada/edgebook/proxy")
+    assert admin_page_in_jupyter() == "/user/ada/edgebook/admin/"
+    monkeypatch.delenv("EDGEBOOK_PROXY_BASE")
+    assert admin_page_in_jupyter() is None
+
+
+def test_a_failed_build_in_a_live_frontend_leaves_a_card_with_diagnostics(project):
+    nb = run_notebook(project, [
+        "%load_ext edgebook",
+        "%%rust_handler GET /widget_broken\n" + BROKEN,
+    ], allow_errors=True, env=kernel_env(EDGEBOOK_WIDGETS="1"))
+    outputs = nb.cells[1].outputs
+    [card] = [o for o in outputs if DIAGNOSTICS_MIME in o.get("data", {})]
+    assert "application/vnd.jupyter.widget-view+json" not in card["data"]  # no bar left over
+    assert card["data"]["text/plain"].startswith("GET /widget_broken: build failed")
+    [mark] = card["data"][DIAGNOSTICS_MIME]["diagnostics"]
+    assert (mark["line"], mark["level"]) == (7, "error") and "pathx" in mark["message"]
+    assert text_of(nb.cells[1]).count("did not compile") == 1
+
+
 SHELL_SCRIPT = r"""
 import json, os, sys
 from IPython.core.interactiveshell import InteractiveShell
@@ -192,10 +217,10 @@ noisy = src["hello"].replace("fn handle(req: Request) -> Response {",
                             "    eprintln!(\"serving {}\", req.path);")
 run("deploy", "%%rust_handler GET /shell/{id} --name shell_hello --workers 2\n" + noisy)
 run("request", "r = %rust_request GET /shell/7\nprint(r.json()['path'], r.status)")
-from edgebook import session
+from edgebook.notebook import session
 results["origin"] = session.current().admin.endpoint("shell_hello").get("origin")
-from edgebook.cells import DeployedEndpoint
-from edgebook.tryit import TryIt
+from edgebook.notebook.cells import DeployedEndpoint
+from edgebook.notebook.tryit import TryIt
 endpoint = session.current().admin.endpoint("shell_hello")
 tryit = TryIt(DeployedEndpoint(name="shell_hello", method="GET", path="/shell/{id}",
                                url=endpoint["url"], revision=None), session.current())
@@ -296,14 +321,17 @@ def test_interrupt_stops_waiting_for_a_build(project):
     assert result["error"] == "DeployInterrupted" and result["keyboard"]
     assert result["seconds"] < 3.0, result  # the build alone takes longer than that
     assert "interrupted: stopped waiting for 'get_slow'; its build was cancelled" in out.stderr
-    from edgebook.client import AdminClient
+    from edgebook.client import AdminClient, AdminError
     admin = AdminClient.from_data_dir(str(project / ".edgebook"))
-    for _ in range(100):  # the build task records the cancellation as it unwinds
-        endpoint = admin.endpoint("get_slow")
-        if endpoint["state"] != "building":
+    for _ in range(200):  # the build task records the cancellation as it unwinds
+        try:
+            endpoint = admin.endpoint("get_slow")
+        except AdminError as exc:  # a new endpoint whose first build was cancelled is gone
+            assert exc.status == 404
             break
         time.sleep(0.05)
-    assert endpoint["state"] == "build_failed" and "cancelled" in endpoint["reason"], endpoint
+    else:
+        raise AssertionError(f"the cancelled first deploy is still listed: {endpoint}")
 
 
 def test_import_in_ipython_registers_the_magics():
@@ -316,3 +344,18 @@ def test_import_in_ipython_registers_the_magics():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env=kernel_env(), timeout=60)
     assert out.stdout.strip() == "['edgebook', 'rust_bench', 'rust_request'] True", out.stderr
+
+
+def test_status_shows_revisions_as_integers():
+    from edgebook.notebook.magics import GatewayMagics
+
+    class Admin:
+        def endpoints(self):
+            return [{"name": "a", "method": "GET", "path": "/a", "state": "running",
+                     "live_revision": 12, "options": {"workers": 2}},
+                    {"name": "b", "method": "GET", "path": "/b", "state": "building",
+                     "live_revision": None, "options": {}}]
+    df = GatewayMagics._status(None, None, Admin(), None)
+    assert df.loc["a", "revision"] == 12 and df.loc["a", "workers"] == 2
+    text = df.to_string()
+    assert "12.0" not in text and "NaN" not in text and "<NA>" in text

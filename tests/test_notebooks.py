@@ -33,7 +33,7 @@ import pytest
 
 from servers import postgres_server, redis_server, s3_server  # noqa: F401  (fixtures)
 
-from edgebook.runtime import find_live, pid_alive
+from edgebook.discovery import find_live, pid_alive
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -97,6 +97,17 @@ def service_env(request, source: str) -> dict[str, str]:
     return env
 
 
+LANGUAGE_INFO_KEYS = {"name", "version", "mimetype", "codemirror_mode", "pygments_lexer",
+                      "nbconvert_exporter", "file_extension"}
+
+
+def test_the_quick_start_links_to_every_other_notebook():
+    quick = nbformat.read(NOTEBOOKS[0], as_version=4)
+    text = "\n".join(cell.source for cell in quick.cells if cell.cell_type == "markdown")
+    for path in NOTEBOOKS[1:]:
+        assert f"]({path.name})" in text, f"no link to {path.name}"
+
+
 def test_there_are_demo_notebooks_and_they_are_clean():
     """Every notebook has stored outputs only where nbval compares them, and no local paths."""
     assert len(NOTEBOOKS) >= 8
@@ -104,6 +115,9 @@ def test_there_are_demo_notebooks_and_they_are_clean():
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
         assert nb.metadata.kernelspec.name == "python3", path.name
+        # All that JupyterLab writes from the kernel's info on opening; with less there,
+        # opening the notebook marks it modified (tools/refresh_notebooks.py stores it).
+        assert set(nb.metadata.language_info) >= LANGUAGE_INFO_KEYS, path.name
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue

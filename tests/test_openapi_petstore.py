@@ -28,7 +28,7 @@ from openapi_spec_validator import validate
 
 from edgebook.openapi.notebook import import_spec
 from edgebook.openapi.spec import load_spec, operations
-from edgebook.runtime import read_runtime
+from edgebook.discovery import read_runtime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

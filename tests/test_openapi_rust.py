@@ -5,7 +5,7 @@ import pytest
 from edgebook.openapi.rust import (OpenAPIBlockError, operation_block, parse_types,
                                    render_block, request_body_type, schema_for,
                                    used_parameters)
-from edgebook.workspace import frontmatter_dependencies
+from edgebook.build.source import frontmatter_dependencies
 
 HANDLER = '''//! The pets endpoint.
 //! ```cargo

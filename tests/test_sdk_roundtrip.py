@@ -36,7 +36,7 @@ def examples() -> dict[str, str]:
         target = message.get("target", {})
         if message.get("reason") == "compiler-artifact" and "example" in target.get("kind", []):
             paths[target["name"]] = message["executable"]
-    assert {"hello", "echo", "chatty", "panicky", "manual"} <= paths.keys(), paths
+    assert {"hello", "echo", "chatty", "panicky", "manual", "spawner"} <= paths.keys(), paths
     return paths
 
 
@@ -164,21 +164,50 @@ def test_printing_handler_stays_framed_and_its_prints_go_to_stderr(examples):
     assert status == 0
 
 
-def test_panicking_handler_answers_500_and_keeps_serving(examples):
+def test_a_child_process_and_the_handler_cannot_touch_the_protocol_pipes(examples):
     async def scenario():
-        async with Worker(examples["panicky"]) as worker:
+        async with Worker(examples["spawner"]) as worker:
+            await worker.read()
+            await worker.send(request("s-1", "/spawn"), request("s-2", "/next"))
+            responses = [await worker.read(), await worker.read()]
+            status, stderr = await worker.close()
+            return responses, status
+
+    (spawned, after), status = run(scenario())
+    assert spawned["request_id"] == "s-1"
+    assert json.loads(spawned["body"]) == {"child_ok": True, "stdin_bytes": 0}
+    assert (after["request_id"], after["body"]) == ("s-2", "after /next")
+    assert status == 0
+
+
+def panic_then_fine(executable: str, env: dict[str, str] | None = None):
+    async def scenario():
+        async with Worker(executable, env=env) as worker:
             await worker.read()
             await worker.send(request("p-1", "/panic"), request("p-2", "/fine"))
             responses = [await worker.read(), await worker.read()]
             status, stderr = await worker.close()
             return responses, status, stderr
 
-    (panicked, fine), status, stderr = run(scenario())
+    return run(scenario())
+
+
+def test_panicking_handler_answers_500_and_keeps_serving(examples):
+    (panicked, fine), status, stderr = panic_then_fine(examples["panicky"])
     assert panicked["status"] == 500
-    assert json.loads(panicked["body"]) == {
-        "error": "Internal error: handler panicked: asked to panic at /panic"}
+    assert json.loads(panicked["body"]) == {"error": "Internal Server Error"}
     assert (fine["request_id"], fine["status"]) == ("p-2", 200)
     assert "asked to panic at /panic" in stderr
+    assert ("edgebook handler: 500 for request p-1: Internal error: handler panicked: "
+            "asked to panic at /panic") in stderr
+    assert status == 0
+
+
+def test_exposed_errors_send_the_panic_message_to_the_client(examples):
+    (panicked, _), status, _ = panic_then_fine(
+        examples["panicky"], env={"EDGEBOOK_EXPOSE_ERRORS": "1"})
+    assert json.loads(panicked["body"]) == {
+        "error": "Internal error: handler panicked: asked to panic at /panic"}
     assert status == 0
 
 

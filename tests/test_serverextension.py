@@ -9,6 +9,7 @@ it dies, and stops it with the server.
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,15 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from edgebook.runtime import find_live, pid_alive, read_runtime
+from edgebook.discovery import find_live, pid_alive, read_runtime
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
 HELLO = (HERE / "resources" / "hello_handler.rs").read_text()
 TOKEN = "edgebook-test-token"
 
-pytestmark = pytest.mark.skipif(subprocess.run(["cargo", "--version"], capture_output=True)
-                                .returncode != 0, reason="needs cargo")
+pytestmark = pytest.mark.skipif(shutil.which("cargo") is None, reason="needs cargo")
 
 
 def free_port() -> int:
@@ -69,8 +69,9 @@ def wait_for(predicate, timeout=60.0, what="condition"):
 
 
 @contextlib.contextmanager
-def jupyter_server(root):
-    """A `jupyter server` for ``root`` with only this extension, on a free loopback port."""
+def jupyter_server(root, *extra, ready=200):
+    """A `jupyter server` for ``root`` with only this extension, on a free loopback port
+    (``extra``: more command-line options; ``ready``: the health status to wait for)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("EDGEBOOK_DATA_DIR", "EDGEBOOK_PROXY", "EDGEBOOK_SERVER"))}
@@ -82,13 +83,13 @@ def jupyter_server(root):
         [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
          f"--port={port}", "--ip=127.0.0.1", "--port-retries=0",
          f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
-         "--ServerApp.jpserver_extensions={'edgebook': True}"],
+         "--ServerApp.jpserver_extensions={'edgebook': True}", *extra],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"token {TOKEN}"}
     try:
         wait_for(lambda: process.poll() is not None or
-                 call(base + "/edgebook/api/health", headers=auth, timeout=5)[0] == 200,
+                 call(base + "/edgebook/api/health", headers=auth, timeout=5)[0] == ready,
                  timeout=120, what="the server and its gateway")
         assert process.poll() is None, (root / "jupyter.log").read_text()
         yield {"base": base, "auth": auth, "root": root, "process": process}
@@ -162,6 +163,29 @@ def test_a_logged_in_browser_is_protected_from_other_origins(server):
         browser.open(request, timeout=10)
     refused.value.close()
     assert refused.value.code in (403, 404)
+
+
+def test_the_admin_page_is_served_behind_jupyters_login(server):
+    base, auth = server["base"], server["auth"]
+    request = urllib.request.Request(base + "/edgebook/admin/", headers=auth)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert b"<title>edgebook admin</title>" in response.read()
+        cookies = response.headers.get_all("Set-Cookie") or []
+    assert any(c.startswith("_xsrf=") for c in cookies)  # for the page's unsafe calls
+    status, headers, body = call(base + "/edgebook/admin/admin.js", headers=auth)
+    assert status == 200 and "javascript" in headers.get("Content-Type", "")
+    for path in ("/edgebook/admin/..%2Fapi%2Fendpoints", "/edgebook/admin/x/y.js"):
+        assert call(base + path, headers=auth)[0] == 404, path
+    opener = urllib.request.build_opener(NoRedirect)
+    for path, headers in (("/edgebook/admin/", {}),
+                          ("/edgebook/admin/", {"Authorization": "token nope"}),
+                          ("/edgebook/admin", {})):
+        with pytest.raises(urllib.error.HTTPError) as caught:  # to the login page, or admin/
+            opener.open(urllib.request.Request(base + path, headers=headers), timeout=10)
+        caught.value.close()
+        assert caught.value.code in (301, 302), path
+        assert "login" in caught.value.headers["Location"] or \
+            caught.value.headers["Location"] == "admin/"
 
 
 def test_admin_api_deploy_and_proxy_with_the_token(server):
@@ -289,3 +313,19 @@ def test_a_gateway_that_was_running_before_is_left_running(tmp_path):
         gateway.terminate()
         gateway.wait(30)
 
+
+
+def test_a_gateway_that_cannot_start_is_reported_not_restarted_for_ever(tmp_path):
+    # a list option on the command line: the option once per item (as docs/notebook.md says)
+    with jupyter_server(tmp_path, "--EdgebookExtension.serve_args=--openapi-path",
+                        "--EdgebookExtension.serve_args=bad",
+                        "--EdgebookExtension.startup_timeout=20", ready=503) as running:
+        def failed():
+            status, _, body = call(running["base"] + "/edgebook/api/health",
+                                   headers=running["auth"], timeout=5)
+            return status == 503 and json.loads(body)["error_type"] == "gateway_failed" \
+                and json.loads(body)
+        body = wait_for(failed, timeout=120, what="the extension to give up")
+        assert "--openapi-path must start with '/'" in body["error"]
+        log = (tmp_path / "jupyter.log").read_text()
+        assert "giving up on the gateway" in log and "not ours" not in log

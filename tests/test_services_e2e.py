@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.error
 import urllib.request
 
@@ -92,7 +93,37 @@ def test_redis_cache_needs_a_binding_then_works(gateway, redis_server):  # noqa:
     client.put_service("cache", "redis", redis_server.config())
     client.deploy("unbound", "GET", "/unbound/{key}", CACHE)
     code, body = fetch(f"{server.info.url}/unbound/a")
-    assert code == 500 and "not bound" in body["error"]
+    # A 5xx's details go to the endpoint's log, not to the client (EDGEBOOK_EXPOSE_ERRORS unset).
+    assert (code, body["error"]) == (500, "Internal Server Error")
+    deadline = time.monotonic() + 10
+    while not any("not bound" in entry["text"] for entry in client.logs("unbound")):
+        assert time.monotonic() < deadline, client.logs("unbound")
+        time.sleep(0.05)
     client.deploy("cached", "GET", "/cached/{key}", CACHE, services=["cache"])
     assert fetch(f"{server.info.url}/cached/a") == (200, {"hits": 1, "value": "cached"})
     assert fetch(f"{server.info.url}/cached/a") == (200, {"hits": 2, "value": "cached"})
+
+
+def test_server_timing_shows_the_phases_and_the_handlers_database_calls(gateway):
+    from edgebook.servertiming import parse_server_timing
+    server, client = gateway
+    client.deploy("pets", "GET", "/pets", PETSTORE)
+    url = f"{server.info.url}/pets?status=sold"
+    with urllib.request.urlopen(url, timeout=30) as response:  # `serve` without --dev
+        assert response.headers.get("Server-Timing") is None
+    wrong = urllib.request.Request(url, headers={"X-Edgebook-Timing": "not-the-token"})
+    with urllib.request.urlopen(wrong, timeout=30) as response:
+        assert response.headers.get("Server-Timing") is None
+    asked = urllib.request.Request(url, headers={"X-Edgebook-Timing": server.info.token})
+    with urllib.request.urlopen(asked, timeout=30) as response:
+        header = response.headers.get("Server-Timing")
+    entries = parse_server_timing(header)
+    names = [e.name for e in entries]
+    assert names[:4] == ["route", "recv", "queue", "worker"] and names[-1] == "total", header
+    calls = [(e.name, e.desc) for e in entries if e.name == "db"]
+    assert calls == [("db", "db.execute"), ("db", "db.query")], header  # never the SQL
+    by_name = {e.name: e.duration_ms for e in entries if e.name != "db"}
+    phases = sum(by_name[p] for p in ("route", "recv", "queue", "worker"))
+    assert phases == pytest.approx(by_name["total"], abs=0.005)  # rounding of 3 decimals
+    database = sum(e.duration_ms for e in entries if e.name == "db")
+    assert 0 < database <= by_name["worker"]  # the calls happen inside the worker phase

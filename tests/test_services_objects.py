@@ -24,6 +24,7 @@ def store(request):
 
 
 async def open_store(tmp_path, kind, config, **options):
+    options.setdefault("connect_timeout", 10.0)  # a loaded machine is slow to connect
     manager = ServiceManager(tmp_path, **options)
     await manager.put("store", kind, config)
     return manager, Caller(manager, bindings={"store"})
@@ -153,7 +154,7 @@ async def test_s3_down_fails_fast_and_recovers(own_s3, tmp_path):
         error = await call.error("store", "objects.get", {"key": "k"})
         assert (error.kind, error.message) == ("unavailable",
                                                "s3 service 'store' is not reachable")
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 10  # not a client default: a minute, or never
         own_s3.start()
         # moto keeps nothing across restarts: the bucket is gone, and says so.
         error = await call.error("store", "objects.get", {"key": "k"})

@@ -10,7 +10,7 @@ import uuid
 from tornado.testing import AsyncTestCase, ExpectLog, gen_test
 
 from edgebook.errors import GatewayError
-from edgebook.supervisor import DeployError, EndpointConfig, RestartPolicy, Supervisor
+from edgebook.gateway.supervisor import DeployError, EndpointConfig, RestartPolicy, Supervisor
 
 from worker_script import FAKE
 
@@ -135,6 +135,27 @@ class LifecycleTest(SupervisorTestCase):
         self.assertEqual(reply["result"], {"endpoint": "ep", "op": "kv.get"})
 
     @gen_test
+    async def test_service_calls_for_an_answered_request_are_refused(self):
+        await self.supervisor.deploy(config(), FAKE, "r1")
+        self.assertEqual(await self.ok(path="/mode/late_service"), {"answered": True})
+        reply = (await self.ok(path="/mode/late_reply"))["reply"]
+        self.assertFalse(reply["ok"])
+        self.assertEqual(reply["error"]["kind"], "bad_request")
+        self.assertIn("not in flight", reply["error"]["message"])
+
+    @gen_test(timeout=30)
+    async def test_hot_reload_keeps_a_request_longer_than_the_drain_timeout(self):
+        await self.supervisor.deploy(config(timeout=4, drain_timeout=0.3, tag="v1"), FAKE, "r1")
+        slow = asyncio.ensure_future(self.call("ep", request("/mode/slow", query={"s": "2"})))
+        while self.supervisor.metrics("ep")["inflight"] == 0:  # until the old worker has it
+            await asyncio.sleep(0.01)
+        await self.supervisor.deploy(config(timeout=4, drain_timeout=0.3, tag="v2"), FAKE, "r2")
+        self.assertEqual((await self.ok())["tag"], "v2")  # the switch happened at once
+        response = await slow
+        self.assertFalse(isinstance(response, GatewayError), response)
+        self.assertEqual(json.loads(response["body"])["tag"], "v1")
+
+    @gen_test
     async def test_route_conflict_is_deploy_error(self):
         await self.supervisor.deploy(config("a", path="/same"), FAKE, "r1")
         with self.assertRaises(DeployError) as info:
@@ -158,7 +179,7 @@ class FailureTest(SupervisorTestCase):
     async def test_crash_is_502_then_replaced(self):
         await self.supervisor.deploy(config(), FAKE, "r1")
         first_pid = (await self.ok())["pid"]
-        with ExpectLog("edgebook.pool", ".*exited with status 1"):
+        with ExpectLog("edgebook.gateway.pool", ".*exited with status 1"):
             error = await self.call("ep", request("/mode/crash"))
         self.assertEqual((error.status, error.error_type), (502, "worker_crashed"))
         body = await self.ok()  # waits in the queue for the replacement
@@ -184,7 +205,7 @@ class FailureTest(SupervisorTestCase):
     async def test_malformed_and_oversized_and_wrong_id_are_502_and_replaced(self):
         await self.supervisor.deploy(config(), FAKE, "r1")
         for mode in ("malformed", "oversized", "wrong_id"):
-            with ExpectLog("edgebook.worker", ".*broke the protocol"):
+            with ExpectLog("edgebook.gateway.worker", ".*broke the protocol"):
                 error = await self.call("ep", request(f"/mode/{mode}"))
             self.assertEqual((error.status, error.error_type), (502, "bad_worker_response"))
             await self.ok()
@@ -192,7 +213,7 @@ class FailureTest(SupervisorTestCase):
 
     @gen_test
     async def test_crash_loop_503_without_spawning_per_request(self):
-        with ExpectLog("edgebook.pool", ".*crash looping"):
+        with ExpectLog("edgebook.gateway.pool", ".*crash looping"):
             await self.supervisor.deploy(config(mode="exit_after_ready", workers=1), FAKE, "r1")
             event = await self.wait_event(lambda e: e["state"] == "crash_looping")
         self.assertIn("3 workers died", event["reason"])
@@ -311,7 +332,7 @@ class RequestDoneHookTest(AsyncTestCase):
     @gen_test
     async def test_hook_sees_every_request_id_on_success_and_failure(self):
         done = []
-        supervisor = Supervisor(on_request_done=done.append,
+        supervisor = Supervisor(on_request_done=lambda *key: done.append(key),
                                 policy=RestartPolicy(backoff_base=0.01, stop_grace=1))
         try:
             await supervisor.deploy(config(timeout=5), FAKE, "r1")
@@ -320,6 +341,6 @@ class RequestDoneHookTest(AsyncTestCase):
             with ExpectLog("edgebook", ".*", required=False):
                 with self.assertRaises(GatewayError):
                     await supervisor.handle("ep", crash)
-            self.assertEqual(done, [ok["request_id"], crash["request_id"]])
+            self.assertEqual(done, [("ep", ok["request_id"]), ("ep", crash["request_id"])])
         finally:
             await supervisor.shutdown(drain_timeout=1)

@@ -2,15 +2,14 @@
 
 import asyncio
 import json
-import os
 import sys
 import uuid
 
 from tornado.testing import AsyncTestCase, ExpectLog, gen_test
 
 from edgebook.errors import GatewayError
-from edgebook.logring import LogRing
-from edgebook.worker import WorkerGoneError, WorkerProcess, WorkerStartError
+from edgebook.gateway.logring import LogRing
+from edgebook.gateway.worker import WorkerGoneError, WorkerProcess, WorkerStartError
 
 from worker_script import FAKE
 
@@ -138,7 +137,7 @@ class WorkerTest(AsyncTestCase):
     @gen_test
     async def test_malformed_frame(self):
         worker = await self.started()
-        with ExpectLog("edgebook.worker", ".*broke the protocol"):
+        with ExpectLog("edgebook.gateway.worker", ".*broke the protocol"):
             await self.assert_failure(worker, request("/mode/malformed"), 502,
                                       "bad_worker_response")
         self.assertIn("bad_json", worker.exit_reason)
@@ -146,14 +145,14 @@ class WorkerTest(AsyncTestCase):
     @gen_test
     async def test_stdout_spam(self):
         worker = await self.started()
-        with ExpectLog("edgebook.worker", ".*broke the protocol"):
+        with ExpectLog("edgebook.gateway.worker", ".*broke the protocol"):
             await self.assert_failure(worker, request("/mode/stdout_spam"), 502,
                                       "bad_worker_response")
 
     @gen_test
     async def test_oversized_length_refused_before_reading(self):
         worker = await self.started(max_frame=1 << 20)
-        with ExpectLog("edgebook.worker", ".*broke the protocol"):
+        with ExpectLog("edgebook.gateway.worker", ".*broke the protocol"):
             await self.assert_failure(worker, request("/mode/oversized"), 502,
                                       "bad_worker_response")
         self.assertIn("oversized", worker.exit_reason)
@@ -161,21 +160,30 @@ class WorkerTest(AsyncTestCase):
     @gen_test
     async def test_wrong_response_id(self):
         worker = await self.started()
-        with ExpectLog("edgebook.worker", ".*not in flight"):
+        with ExpectLog("edgebook.gateway.worker", ".*not in flight"):
             await self.assert_failure(worker, request("/mode/wrong_id"), 502,
                                       "bad_worker_response")
 
     @gen_test
-    async def test_timeout_is_504_and_kills_worker_others_502(self):
+    async def test_timeout_is_504_and_kills_worker_queued_ones_never_started(self):
         worker = await self.started()
         hung = worker.send(request("/mode/hang"), 0.3)
         queued = worker.send(request("/echo"), 5)
         results = await asyncio.gather(hung, queued, return_exceptions=True)
         self.assertEqual((results[0].status, results[0].error_type), (504, "timeout"))
-        self.assertEqual((results[1].status, results[1].error_type), (502, "worker_killed"))
+        self.assertIsInstance(results[1], WorkerGoneError)  # free to go to another worker
         await worker.wait_exited()
         self.assertTrue(worker.exit_expected)
         self.assertIn("timeout", worker.exit_reason)
+
+    @gen_test
+    async def test_timeout_clock_starts_when_the_worker_starts_the_request(self):
+        worker = await self.started()
+        first = worker.send(request("/mode/slow", query={"s": "0.3"}), 0.5)
+        second = worker.send(request("/mode/slow", query={"s": "0.3"}), 0.5)
+        results = await asyncio.gather(first, second)  # 0.6 s in all, each under 0.5 s
+        self.assertEqual([r["status"] for r in results], [200, 200])
+        self.assertEqual(worker.state, "ready")
 
     @gen_test
     async def test_stderr_flood_does_not_block(self):

@@ -20,3 +20,28 @@ atexit.register(shutil.rmtree, _DIR, True)
 
 #: argv of a fake worker
 FAKE = [sys.executable, FAKE_WORKER]
+
+
+_READABLE: str | None = None
+
+
+def readable_tree() -> str:
+    """A directory another user can read, holding a copy of the ``edgebook`` package and of
+    ``tests/resources``: tests that run Python as ``nobody`` put it on PYTHONPATH (the
+    checkout itself may be in a 0700 directory). Made once, removed at exit."""
+    global _READABLE
+    if _READABLE is None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        target = tempfile.mkdtemp(prefix="edgebook-readable-")
+        atexit.register(shutil.rmtree, target, True)
+        ignore = shutil.ignore_patterns("labextension", "__pycache__")
+        shutil.copytree(os.path.join(root, "edgebook"), os.path.join(target, "edgebook"),
+                        ignore=ignore)
+        shutil.copytree(os.path.join(root, "tests", "resources"),
+                        os.path.join(target, "resources"), ignore=ignore)
+        for dirpath, dirnames, filenames in os.walk(target):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        _READABLE = target
+    return _READABLE

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from edgebook.runtime import find_live, pid_alive
+from edgebook.discovery import find_live, pid_alive
 
 REPO = Path(__file__).resolve().parent.parent
 CHECK = "nbval-check-output"
@@ -55,6 +55,10 @@ def refresh(path: Path, env: dict[str, str]) -> None:
         cell.outputs = keep_text(done.outputs) if CHECK in cell.metadata.get("tags", []) else []
         if cell.outputs:
             cell.execution_count = count  # nbval compares only cells that were run
+    # The kernel's own description of its language, as JupyterLab writes it when the
+    # kernel starts: with less (just the name), opening the notebook marks it modified.
+    nb.metadata["language_info"] = ran.metadata.get("language_info",
+                                                    nb.metadata.get("language_info"))
     nbformat.write(nb, path)
     print(f"{path.name}: refreshed")
 

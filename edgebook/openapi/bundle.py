@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ..client import AdminError
 from .spec import Operation, SpecError, operations, parse_spec, snake_case
 from .stubs import stub_source
 
@@ -189,16 +190,17 @@ class BundleReport:
 def deploy_bundle(admin: Any, bundle: Bundle, *, stubs: bool = False, base_path: str = "",
                   on_progress: Callable[[str], None] | None = None) -> BundleReport:
     """Deploy every handler of ``bundle`` through ``admin`` (an ``AdminClient``)."""
-    from ..client import AdminError
 
     planned, missing, unmatched = plan(bundle, stubs=stubs)
     report = BundleReport(missing=missing, unmatched=unmatched)
     for item in planned:
         op = item.operation
         path = base_path.rstrip("/") + op.path if base_path else op.path
+        moved = admin.placement(item.name, op.method, path)[1]
         if on_progress is not None:
             what = item.file or "generated stub"
-            on_progress(f"{op.method} {path}: building {item.name} ({what})")
+            on_progress(f"{op.method} {path}: building {item.name} ({what})"
+                        + (f"; note: {moved}" if moved else ""))
         try:
             result = admin.deploy(item.name, op.method, path, item.source, deps=bundle.deps,
                                   origin={"bundle": bundle.spec_name,
@@ -213,5 +215,6 @@ def deploy_bundle(admin: Any, bundle: Bundle, *, stubs: bool = False, base_path:
         report.deployed.append({"name": item.name, "operationId": op.operation_id,
                                 "method": op.method, "path": path, "file": item.file,
                                 "url": endpoint.get("url"),
-                                "revision": endpoint.get("live_revision")})
+                                "revision": endpoint.get("live_revision"),
+                                **({"moved": moved} if moved else {})})
     return report

@@ -13,7 +13,9 @@ invented:
   examples; request bodies and parameter values seen become request examples.
 
 Only endpoints with a live revision are listed. Request headers are never copied into
-examples (they may carry credentials).
+examples (they may carry credentials). The recorded exchanges are real traffic (bodies,
+query strings, path values), so only the authenticated admin API publishes them: the data
+plane's document is built with ``examples=False``, from the routes and sources alone.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .. import __version__
+from .._version import __version__
 from .rust import (OpenAPIBlockError, operation_block, parameter_schema, parse_types,
                    request_body_type, schema_for, used_parameters)
 from .samples import Sample, SampleStore
@@ -50,22 +52,29 @@ class EndpointInfo:
     revision: str | None = None
 
 
-def gateway_document(gateway: Any, server_url: str | None = None) -> dict[str, Any]:
-    """The document for a running ``Gateway``: its registry's endpoints, its samples."""
+def gateway_document(gateway: Any, server_url: str | None = None, *,
+                     examples: bool = True) -> dict[str, Any]:
+    """The document for a running ``Gateway``: its registry's endpoints, and with
+    ``examples`` what its samples recorded (statuses seen, real bodies and values)."""
     endpoints = []
     for record in gateway.registry.endpoints():
         if record.live_revision is None:
             continue
+        live_source = getattr(gateway, "live_source", None)
+        source = live_source(record)[0] if live_source else record.source
         endpoints.append(EndpointInfo(
-            name=record.name, method=record.method, path=record.path, source=record.source,
+            name=record.name, method=record.method, path=record.path, source=source,
             domain=record.domain, state=record.state, revision=str(record.live_revision)))
-    return build_document(endpoints, getattr(gateway, "samples", None),
-                          server_url=server_url if server_url is not None else gateway.url)
+    samples = getattr(gateway, "samples", None) if examples else None
+    return build_document(endpoints, samples,
+                          server_url=server_url if server_url is not None else gateway.url,
+                          examples=examples)
 
 
 def build_document(endpoints: Iterable[EndpointInfo], samples: SampleStore | None = None, *,
                    server_url: str | None = None,
-                   title: str = "edgebook endpoints") -> dict[str, Any]:
+                   title: str = "edgebook endpoints",
+                   examples: bool = True) -> dict[str, Any]:
     """An OpenAPI 3.1 document of ``endpoints`` with examples from ``samples``."""
     endpoints = sorted(endpoints, key=lambda e: (e.path, e.method != "ANY", e.name))
     paths: dict[str, dict[str, Any]] = {}
@@ -96,7 +105,9 @@ def build_document(endpoints: Iterable[EndpointInfo], samples: SampleStore | Non
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": _api_version(endpoints),
                  "description": "The endpoints this edgebook gateway serves. Response "
-                                "examples are real responses of the live revisions.",
+                                "examples are real responses of the live revisions."
+                                if examples else
+                                "The endpoints this edgebook gateway serves (schemas only).",
                  "x-edgebook-version": __version__},
         "paths": {path: paths[path] for path in sorted(paths)},
     }

@@ -23,7 +23,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import nbformat
 
 from .spec import Operation, load_spec, operations
 from .stubs import stub_source
@@ -96,6 +95,7 @@ def _intro_text(spec: dict[str, Any], source_name: str) -> str:
 def import_spec(spec_path: str, notebook_path: str, *, base_path: str = "",
                 overwrite: bool = False) -> ImportReport:
     """Create or update ``notebook_path`` from the spec at ``spec_path``."""
+    import nbformat  # here, not at the top: importing it takes seconds (jsonschema)
     spec = load_spec(spec_path)
     ops = operations(spec)
     if os.path.exists(notebook_path):
@@ -169,6 +169,7 @@ def update_notebook(nb: Any, spec: dict[str, Any], ops: list[Operation], source_
 
 
 def _new_cell(kind: str, text: str, role: str, operation_id: str = "") -> Any:
+    import nbformat  # here, not at the top: importing it takes seconds (jsonschema)
     maker = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
     meta: dict[str, Any] = {"role": role, "generated": digest(text)}
     if operation_id:

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from ..workspace import blank_rust
+from ..rustsource import blank_rust
 
 
 class OpenAPIBlockError(ValueError):

@@ -147,9 +147,9 @@ def _body_value(frame: dict, content_type: str | None) -> Any:
     body = frame.get("body")
     if body is None or body == "":
         return None
-    if frame.get("body_encoding") == "base64":
+    if frame.get("body_encoding") == "base64" or isinstance(body, bytes):
         try:
-            raw = base64.b64decode(body)
+            raw = body if isinstance(body, bytes) else base64.b64decode(body)
             body = raw.decode("utf-8")
         except (ValueError, UnicodeDecodeError):
             return None

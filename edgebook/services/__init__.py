@@ -6,7 +6,8 @@ Credentials stay in the gateway. Start with ``ServiceManager``.
 """
 
 from .errors import ERROR_KINDS, ServiceConfigError, ServiceError
-from .manager import BUILTIN, KINDS, MASK, ServiceManager, mask
+from .manager import BUILTIN, KINDS, ServiceManager
+from .secrets import MASK, mask
 
 __all__ = ["BUILTIN", "ERROR_KINDS", "KINDS", "MASK", "ServiceConfigError", "ServiceError",
            "ServiceManager", "mask"]

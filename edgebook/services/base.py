@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .errors import ServiceError
 
@@ -65,8 +65,9 @@ class Connector(abc.ABC):
     async def test(self) -> dict[str, Any]:
         """Reach the server once; returns facts worth showing (e.g. its version)."""
 
-    async def release(self, request_id: str) -> None:
-        """The request ended: give back whatever it still holds (open transactions)."""
+    async def release(self, endpoint: str, request_id: str) -> None:
+        """``endpoint``'s request ended: give back whatever it still holds (open
+        transactions)."""
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -81,3 +82,31 @@ class Connector(abc.ABC):
             "unavailable", f"{self.kind} service '{self.name}' is not reachable",
             log_message=f"{self.kind} service '{self.name}' at {self.describe_target()}: "
                         f"{detail}")
+
+
+# -- what the document store needs from the connectors it runs on ----------------------------
+
+class StatementRunner(Protocol):
+    """A SQL connector as documents.py uses it (see sql.SQLConnector)."""
+
+    kind: str
+    dialect: Any  # the connector's SQL dialect: placeholders, JSON access, table DDL
+
+    async def statement(self, ctx: CallContext, sql: str, params: list, *,
+                        fetch: bool = True) -> Any: ...
+
+
+class BlobStore(Protocol):
+    """An object store as documents.py uses it (see objects.ObjectConnector)."""
+
+    kind: str
+
+    async def get_blob(self, key: str) -> tuple[bytes, str] | None: ...
+
+    async def put_blob(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def delete_blob(self, key: str) -> bool: ...
+
+    async def blob_exists(self, key: str) -> bool: ...
+
+    async def list_blobs(self, prefix: str, limit: int = ...) -> list[dict]: ...

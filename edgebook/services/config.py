@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from .errors import ServiceConfigError
@@ -47,3 +48,14 @@ def only(config: dict, allowed: set[str], kind: str) -> None:
     if unknown:
         raise ServiceConfigError(f"unknown {kind} option(s): {', '.join(unknown)}; "
                                  f"known: {', '.join(sorted(allowed))}")
+
+
+def data_dir_path(config: dict, key: str, default: str, kind: str) -> str:
+    """Fill in ``config[key]`` and check it is a path inside the data dir: relative, no
+    ``..`` segment, no NUL. One rule for every kind that keeps files there."""
+    path = text(config, key, default)
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or "\x00" in path:
+        raise ServiceConfigError(f"{kind} '{key}' must be a relative path inside the data "
+                                 "dir (no '..')")
+    return path

@@ -17,15 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import arguments
+from .base import BlobStore, CallContext, StatementRunner
 from .errors import ServiceError
-
-if TYPE_CHECKING:
-    from .base import CallContext
-    from .objects import ObjectConnector
-    from .sql import SQLConnector
 
 #: ``storage_type`` values (the SDK's ``StorageType``) and the flavour each one names.
 FLAVOURS = {"database": "database", "objectstorage": "object", "filestorage": "file"}
@@ -86,7 +82,7 @@ def matches(document: Any, wanted: dict[str, Any] | None) -> bool:
 class SQLDocuments:
     """The database flavour, on a SQL connector (SQLite or PostgreSQL)."""
 
-    def __init__(self, connector: SQLConnector):
+    def __init__(self, connector: StatementRunner):
         self.connector = connector
         self._tables: set[str] = set()
         self._create_lock = asyncio.Lock()
@@ -165,7 +161,7 @@ class SQLDocuments:
 class BlobDocuments:
     """The object and file flavours, on an object store: ``<base>/<id>.json``."""
 
-    def __init__(self, store: ObjectConnector):
+    def __init__(self, store: BlobStore):
         self.store = store
 
     async def call(self, op: str, args: dict, ctx: CallContext) -> Any:

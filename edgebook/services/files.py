@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as check
-from .errors import ServiceConfigError, ServiceError
+from .errors import ServiceError
 from .objects import DEFAULT_CONTENT_TYPE, MAX_LIST_LIMIT, ObjectConnector
 
 
@@ -39,11 +39,7 @@ class FilesConnector(ObjectConnector):
     def check_config(cls, config: dict[str, Any], name: str) -> dict[str, Any]:
         config = dict(config)
         check.only(config, {"path", "timeout"}, "files")
-        path = check.text(config, "path", f"services/{name}")
-        pure = Path(path)
-        if pure.is_absolute() or ".." in pure.parts or "\x00" in path:
-            raise ServiceConfigError("files 'path' must be a relative path inside the data "
-                                     "dir (no '..')")
+        check.data_dir_path(config, "path", f"services/{name}", "files")
         if config.get("timeout") is not None:
             check.number(config, "timeout", 10.0)
         return config

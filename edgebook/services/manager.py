@@ -19,8 +19,9 @@ from typing import Any
 
 from .base import CallContext, Connector, Settings
 from .errors import ServiceConfigError, ServiceError
+from .secrets import mask
 
-log = logging.getLogger("edgebook.services")
+log = logging.getLogger(__name__)
 
 #: Kind name -> "module:Class", imported on first use so a kind's client library is only
 #: needed when a service of that kind exists.
@@ -39,8 +40,6 @@ BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-MASK = "****"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<at>@)")
 
 _LOG_LEVELS = {"unavailable": logging.WARNING, "timeout": logging.WARNING,
                "internal": logging.ERROR}
@@ -57,19 +56,6 @@ def connector_class(kind: str) -> type[Connector]:
         raise ServiceConfigError(
             f"the {kind} service needs the '{exc.name}' package; install edgebook[services]"
         ) from None
-
-
-def mask(config: dict[str, Any], secret_keys: Iterable[str]) -> dict[str, Any]:
-    """The config as an API may show it: secrets as ``****``, passwords cut out of URLs."""
-    secret = set(secret_keys)
-    shown = {}
-    for key, value in config.items():
-        if key in secret and value not in (None, ""):
-            value = MASK
-        elif isinstance(value, str):
-            value = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + m.group("at"), value)
-        shown[key] = value
-    return shown
 
 
 class ServiceManager:
@@ -90,7 +76,8 @@ class ServiceManager:
                                  transaction_timeout=transaction_timeout)
         self._connectors: dict[str, Connector] = {}
         self._builtin: set[str] = set()
-        self._transactions: dict[str, set[str]] = {}
+        # (endpoint, request id) -> the services where that request holds a transaction
+        self._transactions: dict[tuple[str, str], set[str]] = {}
         if builtin:
             for name, (kind, config) in BUILTIN.items():
                 self._install(name, kind, config)
@@ -205,11 +192,12 @@ class ServiceManager:
         except TimeoutError:
             raise ServiceError("timeout", f"{connector.kind} service '{name}' did not answer "
                                           f"within {timeout:g} s") from None
+        key = (endpoint, ctx.request_id)
         if op == "db.begin":
-            self._transactions.setdefault(ctx.request_id, set()).add(name)
+            self._transactions.setdefault(key, set()).add(name)
         elif op in ("db.commit", "db.rollback") \
-                and not connector.has_transactions(ctx.request_id):
-            self._forget_transaction(ctx.request_id, name)
+                and not connector.has_transactions(endpoint, ctx.request_id):
+            self._forget_transaction(key, name)
         return result
 
     @staticmethod
@@ -220,27 +208,28 @@ class ServiceManager:
         return ServiceError("not_bound", f"endpoint '{endpoint}' is not bound to service "
                                          f"'{name}'; bind it with --service {name}")
 
-    def _forget_transaction(self, request_id: str, name: str) -> None:
-        names = self._transactions.get(request_id)
+    def _forget_transaction(self, key: tuple[str, str], name: str) -> None:
+        names = self._transactions.get(key)
         if names is not None:
             names.discard(name)
             if not names:
-                del self._transactions[request_id]
+                del self._transactions[key]
 
-    def has_open_transaction(self, request_id: str) -> bool:
-        return request_id in self._transactions
+    def has_open_transaction(self, endpoint: str, request_id: str) -> bool:
+        return (endpoint, request_id) in self._transactions
 
-    async def release_request(self, request_id: str) -> None:
-        """The response for ``request_id`` was sent (or the request failed): roll back any
-        transaction it left open. Cheap when it has none; safe to call more than once."""
-        names = self._transactions.pop(request_id, None)
+    async def release_request(self, endpoint: str, request_id: str) -> None:
+        """The response for ``endpoint``'s ``request_id`` was sent (or the request failed):
+        roll back any transaction it left open. Cheap when it has none; safe to call more
+        than once. Another endpoint's request with the same id is not touched."""
+        names = self._transactions.pop((endpoint, request_id), None)
         if not names:
             return
         for name in names:
             connector = self._connectors.get(name)
             if connector is not None:
                 try:
-                    await connector.release(request_id)
+                    await connector.release(endpoint, request_id)
                 except ServiceError as exc:
                     log.warning("rolling back request %s on '%s' failed: %s", request_id,
                                 name, exc.log_message or exc.message)
@@ -248,7 +237,8 @@ class ServiceManager:
     # admin -------------------------------------------------------------------------------
     async def test(self, name: str) -> dict[str, Any]:
         """Reach the service once: ``{"ok": true, "latency_ms", ...facts}`` or
-        ``{"ok": false, "error": {"kind", "message"}}``. Raises ``KeyError`` for an
+        ``{"ok": false, "error": {"kind", "message", "detail"}}`` (``detail``: the
+        cause, e.g. the driver's connection error). Raises ``KeyError`` for an
         unknown name."""
         connector = self._get(name)
         started = time.perf_counter()
@@ -262,7 +252,9 @@ class ServiceManager:
         except ServiceError as exc:
             log.info("connection test of '%s' failed: %s", name,
                      exc.log_message or exc.message)
-            return {"ok": False, "error": exc.to_payload()}
+            # the admin API's caller owns the service: it gets the cause, not just the verdict
+            return {"ok": False, "error": {**exc.to_payload(),
+                                           "detail": exc.log_message or exc.message}}
         latency = (time.perf_counter() - started) * 1000
         return {"ok": True, "latency_ms": round(latency, 3), **facts}
 

@@ -7,7 +7,11 @@ Config: either ``{"dsn": "postgresql://user:password@host:5432/db"}`` or
 
 SQL uses ``$1, $2, ...`` placeholders; a statement without any ``$n`` may use ``?`` instead
 (as in SQLite), which is rewritten to ``$n`` outside string literals, quoted names, comments
-and dollar-quoted bodies. (Write ``$n`` when a statement needs the jsonb ``?`` operator.)
+and dollar-quoted bodies. A ``?`` that is an operator stays: one glued to ``|``, ``&``,
+``-``, ``#`` or after ``@`` (jsonb ``?|``, ``?&``, ``@?``, the geometric ones), and one that
+follows an operand (a name that is not a keyword, a literal, ``)`` or ``]``), as in
+``doc ? 'key'``. ``rows_affected`` is the server's own count from the command status
+(``UPDATE 2``), for ``db.query`` too.
 Parameters are always bound. Because handlers often pass every parameter as a string, each
 one is converted to the type PostgreSQL expects for it (``"42"`` for an ``integer``,
 ``"2024-05-01T10:00:00Z"`` for a ``timestamptz``, base64 for ``bytea``...). Each call runs
@@ -35,10 +39,9 @@ from .errors import ServiceConfigError, ServiceError
 from .sql import SQLConnector, SQLResult, scalar_params
 from .values import to_json
 
-log = logging.getLogger("edgebook.services")
+log = logging.getLogger(__name__)
 
 _COUNTED = re.compile(r"^(INSERT \d+|UPDATE|DELETE|MERGE|COPY|MOVE|FETCH) ?(\d+)?$")
-_WRITES = re.compile(r"^\s*(insert|update|delete|merge)\b", re.IGNORECASE)
 PARAM_TYPE_CACHE = 512
 
 
@@ -46,7 +49,17 @@ def _affected(status: str) -> int:
     counted = _COUNTED.match(status or "")
     return int(counted.group(2)) if counted and counted.group(2) else 0
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
-_NUMBERED = re.compile(r"\$\d")
+_NUMBERED = re.compile(r"\$\d+")
+_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_$]*")
+#: After these words a value is expected, so a ``?`` is a placeholder; after any other
+#: name (a column, a function's result) it is the jsonb operator.
+_BEFORE_VALUE = frozenset({
+    "select", "where", "and", "or", "not", "in", "values", "set", "like", "ilike", "similar",
+    "is", "between", "then", "else", "when", "case", "limit", "offset", "on", "having",
+    "distinct", "all", "any", "some", "exists", "returning", "from", "escape", "by", "as",
+    "default", "to", "with", "into", "using", "return", "over", "filter"})
+#: A ``?`` glued to one of these is part of an operator (``?|``, ``?&``, ``?-``, ``?#``).
+_OPERATOR_AFTER = "|&-#"
 
 
 def _skip_quoted(sql: str, i: int) -> int:
@@ -90,26 +103,49 @@ def _skip_quoted(sql: str, i: int) -> int:
 
 
 def translate_placeholders(sql: str) -> str:
-    """``?`` placeholders to ``$1..$n``, unless the statement already uses ``$n``."""
+    """``?`` placeholders to ``$1..$n``, unless the statement already uses ``$n``; ``?``
+    operators (see the module's docstring) are left alone."""
     if "?" not in sql:
         return sql
-    out, i, n, count, numbered = [], 0, len(sql), 0, False
+    out, i, n, count = [], 0, len(sql), 0
+    operand = False  # the last token ended an operand: a '?' now is an operator
     while i < n:
         j = _skip_quoted(sql, i)
         if j != i:
+            if sql[i] in "'\"$":  # a literal, a quoted name or a dollar body; not a comment
+                operand = True
             out.append(sql[i:j])
             i = j
             continue
         c = sql[i]
-        if c == "$" and _NUMBERED.match(sql, i):
-            numbered = True
-        if c == "?":
-            count += 1
-            out.append(f"${count}")
-        else:
+        if c.isspace():
             out.append(c)
+            i += 1
+            continue
+        if c == "$" and _NUMBERED.match(sql, i):
+            return sql  # the statement numbers its own placeholders
+        word = _WORD.match(sql, i)
+        if word:
+            operand = word.group(0).lower() not in _BEFORE_VALUE
+            out.append(word.group(0))
+            i = word.end()
+            continue
+        if c == "?":
+            glued = (i + 1 < n and sql[i + 1] in _OPERATOR_AFTER) or \
+                (i > 0 and sql[i - 1] == "@")
+            if glued or operand:
+                out.append(c)
+                operand = False
+            else:
+                count += 1
+                out.append(f"${count}")
+                operand = True
+            i += 1
+            continue
+        operand = c in ")]"
+        out.append(c)
         i += 1
-    return sql if numbered else "".join(out)
+    return "".join(out)
 
 
 _TRUE = {"true", "t", "yes", "y", "on", "1"}
@@ -198,6 +234,16 @@ def coerce_params(types: tuple, params: list) -> list:
 def _json_encode(value: Any) -> str:
     # A string is taken as JSON text already (the SDK sends documents that way).
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+async def _fetch_with_status(conn: asyncpg.Connection, sql: str,
+                             values: list) -> tuple[list, str]:
+    """The rows and the command status (``UPDATE 2``) of one statement, in one round trip.
+    asyncpg's ``fetch`` drops the status and ``execute`` the rows; both are built on
+    ``_execute(..., return_status=True)`` (asyncpg 0.29 to 0.32), used here the same way,
+    through the connection's statement cache."""
+    records, status, _ = await conn._execute(sql, values, 0, None, return_status=True)
+    return records, status.decode()
 
 
 class PostgresDialect:
@@ -356,10 +402,9 @@ class PostgresConnector(SQLConnector):
         values = coerce_params(types, params)
         if not fetch:
             return SQLResult([], _affected(await conn.execute(sql, *values)))
-        records = await conn.fetch(sql, *values)
+        records, status = await _fetch_with_status(conn, sql, values)
         rows = [{key: to_json(value) for key, value in record.items()} for record in records]
-        affected = len(rows) if _WRITES.match(sql) else 0
-        return SQLResult(rows, affected)
+        return SQLResult(rows, _affected(status))
 
     async def test(self) -> dict[str, Any]:
         conn = await self.acquire()

@@ -4,8 +4,10 @@ Config: either ``{"url": "redis://[user:password@]host:port/db"}`` or
 ``{"host": "127.0.0.1", "port": 6379, "db": 0, "username": null, "password": null}``, plus
 ``"max_connections": 10`` and ``"timeout"`` (seconds per call). ``rediss://`` URLs use TLS.
 
-A server that is down fails a call within ``connect_timeout``; a connection broken by a
-server restart is retried once at once, so calls recover as soon as the server is back.
+A server that is down fails a call within ``connect_timeout``. A connection that breaks
+during a call (a server restart) retries the call once, at once, on a new connection, but
+only for operations that may safely run twice: never ``redis.incr``, which may have
+counted before the connection broke (it fails with ``unavailable`` instead).
 Values are UTF-8 text (bytes that are not valid UTF-8 come back with U+FFFD in their place).
 """
 
@@ -24,9 +26,13 @@ from . import config as check
 from .base import CallContext, Connector
 from .errors import ServiceConfigError, ServiceError
 
-log = logging.getLogger("edgebook.services")
+log = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 64 * 1024
+#: Operations whose second run changes nothing the first did not: retried once when the
+#: connection breaks. ``redis.incr`` is left out (a lost reply may hide an applied count).
+RETRY_SAFE = frozenset({"redis.get", "redis.set", "redis.setex", "redis.del", "redis.expire",
+                        "redis.exists", "redis.hget", "redis.hset", "redis.hgetall"})
 
 
 class RedisConnector(Connector):
@@ -75,8 +81,7 @@ class RedisConnector(Connector):
             health_check_interval=30,
             decode_responses=True,
             encoding_errors="replace",
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[redis_errors.ConnectionError],
+            retry=Retry(NoBackoff(), 0),  # call() decides, per operation
         )
         if self.config.get("url"):
             pool = aioredis.BlockingConnectionPool.from_url(self.config["url"], **options)
@@ -96,7 +101,14 @@ class RedisConnector(Connector):
     async def call(self, op: str, args: dict[str, Any], ctx: CallContext) -> Any:
         key = arguments.text(args, "key", max_length=MAX_KEY_LENGTH)
         try:
-            return await self._run(op, key, args)
+            try:
+                return await self._run(op, key, args)
+            except redis_errors.ConnectionError as exc:
+                if op not in RETRY_SAFE or isinstance(exc, redis_errors.AuthenticationError):
+                    raise
+                log.info("redis '%s': %s broke the connection (%s); retrying once", self.name,
+                         op, exc)
+                return await self._run(op, key, args)
         except redis_errors.AuthenticationError as exc:
             raise ServiceError("unavailable", f"redis service '{self.name}' refused the "
                                               "configured credentials",

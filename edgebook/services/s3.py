@@ -28,7 +28,7 @@ from . import config as check
 from .errors import ServiceConfigError, ServiceError
 from .objects import MAX_LIST_LIMIT, ObjectConnector
 
-log = logging.getLogger("edgebook.services")
+log = logging.getLogger(__name__)
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _UNREACHABLE = (boto_errors.EndpointConnectionError, boto_errors.ConnectTimeoutError,

@@ -25,7 +25,7 @@ from .base import CallContext, Connector
 from .documents import SQLDocuments
 from .errors import ServiceError
 
-log = logging.getLogger("edgebook.services")
+log = logging.getLogger(__name__)
 
 MAX_SQL_LENGTH = 1_000_000
 
@@ -119,8 +119,9 @@ class SQLConnector(Connector):
             await self.give_back(conn)
 
     # transactions ------------------------------------------------------------------------
-    def has_transactions(self, request_id: str) -> bool:
-        return any(pin.request_id == request_id for pin in self._pinned.values())
+    def has_transactions(self, endpoint: str, request_id: str) -> bool:
+        return any(pin.request_id == request_id and pin.endpoint == endpoint
+                   for pin in self._pinned.values())
 
     def _pin(self, ctx: CallContext, tx: str) -> _Pin:
         pin = self._pinned.get(tx)
@@ -158,8 +159,9 @@ class SQLConnector(Connector):
         del self._pinned[tx]
         await self._end(pin, statement)
 
-    async def release(self, request_id: str) -> None:
-        for tx in [key for key, pin in self._pinned.items() if pin.request_id == request_id]:
+    async def release(self, endpoint: str, request_id: str) -> None:
+        for tx in [key for key, pin in self._pinned.items()
+                   if pin.request_id == request_id and pin.endpoint == endpoint]:
             pin = self._pinned.pop(tx)
             log.info("rolling back transaction %s of request %s on '%s' (not committed)",
                      tx, request_id, self.name)
@@ -199,4 +201,4 @@ class SQLConnector(Connector):
     async def close(self) -> None:
         for pin in list(self._pinned.values()):
             with contextlib.suppress(ServiceError):
-                await self.release(pin.request_id)
+                await self.release(pin.endpoint, pin.request_id)

@@ -10,8 +10,8 @@ Config (all optional)::
 
     {"path": "services/shop.sqlite3", "pool_size": 4, "busy_timeout": 5.0, "timeout": 10}
 
-``path`` is relative to the data dir unless absolute; the default is
-``services/<name>.sqlite3``.
+``path`` is relative to the data dir and stays inside it (no absolute path, no ``..``, the
+rule of the ``files`` kind); the default is ``services/<name>.sqlite3``.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ import contextlib
 import json
 import logging
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from . import config as check
-from .errors import ServiceConfigError, ServiceError
+from .errors import ServiceError
 from .sql import SQLConnector, SQLResult, scalar_params
 from .values import to_json
 
-log = logging.getLogger("edgebook.services")
+log = logging.getLogger(__name__)
 
 
 class SQLiteDialect:
@@ -72,8 +71,7 @@ class SQLiteConnector(SQLConnector):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        path = Path(self.config["path"]).expanduser()
-        self.path = path if path.is_absolute() else self.settings.data_dir / path
+        self.path = self.settings.data_dir / self.config["path"]
         self._size = int(self.config["pool_size"])
         self._idle: asyncio.Queue[sqlite3.Connection] = asyncio.Queue()
         self._opened = 0
@@ -85,9 +83,7 @@ class SQLiteConnector(SQLConnector):
     def check_config(cls, config: dict[str, Any], name: str) -> dict[str, Any]:
         config = dict(config)
         check.only(config, {"path", "pool_size", "busy_timeout", "timeout"}, "sqlite")
-        check.text(config, "path", f"services/{name}.sqlite3")
-        if "\x00" in config["path"]:
-            raise ServiceConfigError("sqlite 'path' must be a file path")
+        check.data_dir_path(config, "path", f"services/{name}.sqlite3", "sqlite")
         check.number(config, "pool_size", 4, integer=True)
         check.number(config, "busy_timeout", 5.0)
         if config.get("timeout") is not None:

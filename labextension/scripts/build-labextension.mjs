@@ -24,7 +24,10 @@ function onPath(name) {
 function corePackageFile(python) {
   const probe = spawnSync(
     python,
-    ['-c', 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging", "package.json"))'],
+    [
+      '-c',
+      'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging", "package.json"))'
+    ],
     { encoding: 'utf8' }
   );
   if (probe.status !== 0) {
@@ -52,7 +55,11 @@ for (const candidate of candidates) {
   }
 }
 if (!python) {
-  console.error('build-labextension: no Python with JupyterLab found (tried ' + candidates.join(', ') + ')');
+  console.error(
+    'build-labextension: no Python with JupyterLab found (tried ' +
+      candidates.join(', ') +
+      ')'
+  );
   process.exit(1);
 }
 
@@ -60,8 +67,12 @@ const env = { ...process.env };
 // `jupyter labextension build` calls `jupyter-builder`, installed beside that Python.
 env.PATH = dirname(python) + delimiter + (env.PATH || '');
 const args = [
-  '-m', 'jupyterlab.labextensions', 'build', root,
-  '--core-package-file', core,
+  '-m',
+  'jupyterlab.labextensions',
+  'build',
+  root,
+  '--core-package-file',
+  core,
   ...process.argv.slice(2)
 ];
 const result = spawnSync(python, args, { stdio: 'inherit', env });

@@ -3,6 +3,10 @@ import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = new URL('..', import.meta.url);
-for (const path of ['lib', 'tsconfig.tsbuildinfo', '../edgebook/labextension']) {
+for (const path of [
+  'lib',
+  'tsconfig.tsbuildinfo',
+  '../edgebook/labextension'
+]) {
   rmSync(fileURLToPath(new URL(path, root)), { recursive: true, force: true });
 }

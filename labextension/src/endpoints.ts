@@ -1,115 +1,131 @@
 /**
- * The live endpoint list: one row per endpoint, patched in place as listings arrive.
+ * The endpoint list: one row per endpoint of the `IEndpointsModel`, patched in place when
+ * the model says what changed. Row buttons and the context menu run the `edgebook:*`
+ * commands.
  */
-import { Clipboard, Dialog, Notification, showDialog } from '@jupyterlab/apputils';
-import {
-  copyIcon,
-  deleteIcon,
-  fileIcon,
-  linkIcon,
-  listIcon,
-  refreshIcon,
-  runIcon,
-  stopIcon,
-  terminalIcon
-} from '@jupyterlab/ui-components';
+import { Clipboard } from '@jupyterlab/apputils';
+import { TranslationBundle } from '@jupyterlab/translation';
+import { copyIcon, LabIcon } from '@jupyterlab/ui-components';
+import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { h, iconButton, setAttr, setText } from './dom';
-import { APIError, endpointPath, followEvents, requestAPI } from './handler';
 import {
-  curlCommand,
-  diffEndpoints,
-  endpointUrl,
+  h,
+  iconButton,
+  rovingToolbar,
+  setAttr,
+  setText,
+  StatusRegion
+} from './dom';
+import {
   FIRST_ENDPOINT_SNIPPET,
   formatCount,
   formatMs,
   formatPercent,
+  IEndpointDiff,
   IEndpointView,
+  hasWarning,
   stateLabel,
-  stateTone,
-  toView
+  stateTone
 } from './model';
 import {
-  IEndpoint,
-  IEndpointList,
-  IGatewayEvent,
-  IMetricsResponse,
-  IMetricsSnapshot
+  CommandIDs,
+  ENDPOINT_COMMANDS,
+  IBuildProgress,
+  IEndpointsModel
 } from './tokens';
 
-/** What the list asks its host to do (open views, jump to cells, fill the builder). */
-export interface IEndpointActions {
-  openLogs(view: IEndpointView): void;
-  openSource(view: IEndpointView): void;
-  jumpToOrigin(view: IEndpointView): void;
-  tryRequest(view: IEndpointView): void;
-  /**
-   * An endpoint is being deleted (`pending`), was deleted (`gone`), or its deletion failed
-   * (`kept`); views of it stop or resume asking the server about it.
-   */
-  deleting(name: string, phase: 'pending' | 'gone' | 'kept'): Promise<void> | void;
-}
-
 export interface IEndpointListOptions {
-  actions: IEndpointActions;
-  /** Milliseconds between listings while the panel is visible. */
-  pollInterval?: number;
+  model: IEndpointsModel;
+  commands: CommandRegistry;
+  trans: TranslationBundle;
+  /** Where state changes are announced (one region for the whole sidebar). */
+  status: StatusRegion;
+  /** The locale numbers are written in (the user's when undefined). */
+  locale?: string;
+  notify?: (message: string) => void;
 }
 
 const STATE_BUSY = new Set(['building', 'starting']);
 
-/** One endpoint's row; `update` touches only what changed. */
+/** One endpoint's row; `render` touches only what changed. */
 class EndpointRow {
   readonly node: HTMLLIElement;
   private _view: IEndpointView;
   private readonly _method = h('span', { class: 'eb-Method' });
   private readonly _path = h('span', { class: 'eb-Path' });
-  private readonly _state = h('span', { class: 'eb-State', role: 'status' });
+  private readonly _state = h('span', { class: 'eb-State' });
   private readonly _name = h('span', { class: 'eb-Name' });
-  private readonly _revision = h('span', { class: 'eb-Stat', 'data-stat': 'revision' });
-  private readonly _workers = h('span', { class: 'eb-Stat', 'data-stat': 'workers' });
-  private readonly _requests = h('span', { class: 'eb-Stat', 'data-stat': 'requests' });
-  private readonly _errorRate = h('span', { class: 'eb-Stat', 'data-stat': 'error-rate' });
+  private readonly _revision = h('span', {
+    class: 'eb-Stat',
+    'data-stat': 'revision'
+  });
+  private readonly _workers = h('span', {
+    class: 'eb-Stat',
+    'data-stat': 'workers'
+  });
+  private readonly _requests = h('span', {
+    class: 'eb-Stat',
+    'data-stat': 'requests'
+  });
+  private readonly _errorRate = h('span', {
+    class: 'eb-Stat',
+    'data-stat': 'error-rate'
+  });
   private readonly _p50 = h('span', { class: 'eb-Stat', 'data-stat': 'p50' });
   private readonly _p99 = h('span', { class: 'eb-Stat', 'data-stat': 'p99' });
   private readonly _reason = h('div', { class: 'eb-Reason' });
   private readonly _lastError = h('div', { class: 'eb-LastError' });
-  private readonly _progress = h('div', { class: 'eb-Progress', 'aria-live': 'polite' });
+  private readonly _progress = h('div', { class: 'eb-Progress' });
   private readonly _origin: HTMLButtonElement;
-  private readonly _start: HTMLButtonElement;
-  private readonly _stop: HTMLButtonElement;
+  private readonly _buttons = new Map<string, HTMLButtonElement>();
+  private readonly _syncToolbar: () => void;
 
-  constructor(view: IEndpointView, _list: EndpointList) {
+  constructor(
+    view: IEndpointView,
+    private readonly _list: EndpointList
+  ) {
     this._view = view;
-    const act = (fn: (v: IEndpointView) => void) => () => fn(this._view);
-    const actions = _list.actions;
-    this._start = iconButton(runIcon, `Start ${view.name}`, act(v => _list.run(v, 'start')));
-    this._stop = iconButton(stopIcon, `Stop ${view.name}`, act(v => _list.run(v, 'stop')));
+    const { commands, trans } = _list;
     this._origin = h(
       'button',
       { type: 'button', class: 'eb-Origin eb-LinkButton' },
       ''
     );
-    this._origin.addEventListener('click', act(v => actions.jumpToOrigin(v)));
-    const toolbar = h(
-      'div',
-      { class: 'eb-Actions', role: 'toolbar', 'aria-label': `Actions for ${view.name}` },
-      this._start,
-      this._stop,
-      iconButton(refreshIcon, `Restart ${view.name}`, act(v => _list.run(v, 'restart'))),
-      iconButton(listIcon, `Logs of ${view.name}`, act(v => actions.openLogs(v))),
-      iconButton(fileIcon, `Source of ${view.name}`, act(v => actions.openSource(v))),
-      iconButton(terminalIcon, `Try ${view.name} in the request builder`, act(v => actions.tryRequest(v))),
-      iconButton(linkIcon, `Copy URL of ${view.name}`, act(v => copy(endpointUrl(v), 'URL'))),
-      iconButton(copyIcon, `Copy ${view.name} as curl`, act(v => copy(curlFor(v), 'curl command'))),
-      iconButton(deleteIcon, `Delete ${view.name}`, act(v => void _list.remove(v)), 'eb-Danger')
-    );
+    this._origin.addEventListener('click', () => {
+      void commands.execute(CommandIDs.jumpToCell, { name: this._view.name });
+    });
+    const toolbar = h('div', {
+      class: 'eb-Actions',
+      role: 'toolbar',
+      'aria-label': trans.__('Actions for %1', view.name)
+    });
+    for (const id of ENDPOINT_COMMANDS) {
+      const args = { name: view.name };
+      const label = commands.label(id, args);
+      const icon = commands.icon(id, args);
+      const button = iconButton(
+        icon instanceof LabIcon ? icon : null,
+        label,
+        () => void commands.execute(id, { name: this._view.name }),
+        id === CommandIDs.remove ? 'eb-Danger' : ''
+      );
+      button.dataset.command = id;
+      this._buttons.set(id, button);
+      toolbar.append(button);
+    }
+    this._syncToolbar = rovingToolbar(toolbar);
     this.node = h(
       'li',
       { class: 'eb-Endpoint', 'data-name': view.name },
-      h('div', { class: 'eb-EndpointHead' }, this._method, this._path, this._state),
+      h(
+        'div',
+        { class: 'eb-EndpointHead' },
+        this._method,
+        this._path,
+        this._state
+      ),
       h(
         'div',
         { class: 'eb-Stats' },
@@ -136,6 +152,7 @@ class EndpointRow {
 
   /** Shows `view`, touching only nodes whose text or attributes change. */
   render(view: IEndpointView): void {
+    const { trans, locale, commands } = this._list;
     this._view = view;
     const tone = stateTone(view.state);
     setText(this._method, view.method);
@@ -146,35 +163,80 @@ class EndpointRow {
     setAttr(this._state, 'data-tone', tone);
     setAttr(this.node, 'data-state', view.state);
     setText(this._name, view.name);
-    setText(this._revision, view.revision === null ? 'rev \u2013' : `rev ${view.revision}`);
-    setAttr(this._revision, 'title', 'Live revision');
+    setText(
+      this._revision,
+      view.revision === null
+        ? trans.__('rev %1', '\u2013')
+        : trans.__('rev %1', String(view.revision))
+    );
+    setAttr(this._revision, 'title', trans.__('Live revision'));
     setText(
       this._workers,
-      view.workers === null ? '\u2013 workers' : `${view.workers} worker${view.workers === 1 ? '' : 's'}`
+      view.workers === null
+        ? trans.__('%1 workers', '\u2013')
+        : trans._n('%1 worker', '%1 workers', view.workers)
     );
-    setText(this._requests, `${formatCount(view.requests)} req`);
-    setAttr(this._requests, 'title', `${view.requests} requests, ${view.errors} errors`);
-    setText(this._errorRate, `${formatPercent(view.errorRate)} err`);
+    setText(
+      this._requests,
+      trans.__('%1 req', formatCount(view.requests, locale))
+    );
+    setAttr(
+      this._requests,
+      'title',
+      trans.__(
+        '%1 requests, %2 errors',
+        formatCount(view.requests, locale),
+        formatCount(view.errors, locale)
+      )
+    );
+    setText(
+      this._errorRate,
+      trans.__('%1 err', formatPercent(view.errorRate, locale))
+    );
     setAttr(this._errorRate, 'data-bad', view.errorRate ? 'true' : null);
-    setAttr(this._errorRate, 'title', 'Error rate');
-    setText(this._p50, `p50 ${formatMs(view.p50)}`);
-    setText(this._p99, `p99 ${formatMs(view.p99)}`);
-    const showReason = !!view.reason && tone !== 'ok';
-    setText(this._reason, showReason ? view.reason ?? '' : '');
+    setAttr(this._errorRate, 'title', trans.__('Error rate'));
+    setText(this._p50, `p50 ${formatMs(view.p50, locale)}`);
+    setText(this._p99, `p99 ${formatMs(view.p99, locale)}`);
+    const warning = hasWarning(view.state);
+    const showReason = !!view.reason && (tone !== 'ok' || warning);
+    setText(this._reason, showReason ? (view.reason ?? '') : '');
     this._reason.hidden = !showReason;
-    setAttr(this._reason, 'data-tone', tone);
-    setText(this._lastError, view.lastError ? `Last error: ${view.lastError}` : '');
+    setAttr(this._reason, 'data-tone', warning ? 'warn' : tone);
+    setText(
+      this._lastError,
+      view.lastError ? trans.__('Last error: %1', view.lastError) : ''
+    );
     this._lastError.hidden = !view.lastError;
     if (!STATE_BUSY.has(view.state)) {
       this.progress('');
     }
     const notebook = view.origin?.notebook;
-    setText(this._origin, notebook ? `From ${basename(notebook)}` : '');
-    setAttr(this._origin, 'aria-label', notebook ? `Go to the cell of ${view.name} in ${notebook}` : null);
-    setAttr(this._origin, 'title', notebook ? `${notebook}${view.origin?.cell_id ? ` (cell ${view.origin.cell_id})` : ''}` : null);
+    setText(
+      this._origin,
+      notebook ? trans.__('From %1', basename(notebook)) : ''
+    );
+    setAttr(
+      this._origin,
+      'aria-label',
+      notebook
+        ? trans.__('Go to the cell of %1 in %2', view.name, notebook)
+        : null
+    );
+    const cell = view.origin?.cell_id;
+    setAttr(
+      this._origin,
+      'title',
+      notebook
+        ? cell
+          ? trans.__('%1 (cell %2)', notebook, cell)
+          : notebook
+        : null
+    );
     this._origin.hidden = !notebook;
-    this._start.disabled = view.state === 'running' || STATE_BUSY.has(view.state);
-    this._stop.disabled = view.state === 'stopped' || view.state === 'created';
+    for (const [id, button] of this._buttons) {
+      button.disabled = !commands.isEnabled(id, { name: view.name });
+    }
+    this._syncToolbar();
   }
 
   /** Shows a build progress line (empty hides it). */
@@ -184,300 +246,209 @@ class EndpointRow {
   }
 }
 
-/**
- * Fills in `metrics` from `/metrics` when the listing does not carry it (the gateway's own
- * admin API lists endpoints without metrics; the server extension includes them).
- */
-async function addMetrics(endpoint: IEndpoint): Promise<void> {
-  if (endpoint.metrics !== undefined) {
-    return;
-  }
-  if (!endpoint.runtime && endpoint.state !== 'running') {
-    endpoint.metrics = null;
-    return;
-  }
-  try {
-    const data = await requestAPI<IMetricsSnapshot | IMetricsResponse>(
-      endpointPath(endpoint.name, 'metrics')
-    );
-    endpoint.metrics = 'latency_ms' in data ? data : data.metrics;
-  } catch {
-    endpoint.metrics = null;
-  }
-}
-
 function basename(path: string): string {
   return path.split('/').pop() || path;
 }
 
-function curlFor(view: IEndpointView): string {
-  return curlCommand({ method: view.method, url: endpointUrl(view) });
-}
-
-function copy(text: string, what: string): void {
-  Clipboard.copyToSystem(text);
-  Notification.success(`Copied the ${what}`, { autoClose: 2000 });
-}
-
-/** The endpoints of the gateway, kept current by polling plus the event stream. */
+/** The endpoints of the model, as rows. */
 export class EndpointList extends Widget {
-  readonly actions: IEndpointActions;
+  readonly model: IEndpointsModel;
+  readonly commands: CommandRegistry;
+  readonly trans: TranslationBundle;
+  readonly locale: string | undefined;
+  private readonly _status: StatusRegion;
   private readonly _rows = new Map<string, EndpointRow>();
-  private readonly _views = new Map<string, IEndpointView>();
-  private readonly _list = h('ul', { class: 'eb-EndpointList', 'aria-label': 'Endpoints' });
+  private readonly _list: HTMLUListElement;
   private readonly _empty: HTMLElement;
   private readonly _banner = h('div', { class: 'eb-Banner', role: 'alert' });
-  private readonly _status = h('span', { class: 'eb-Connection', role: 'status' });
-  private readonly _pollInterval: number;
-  private _timer: number | null = null;
-  private _failures = 0;
-  private _inflight: Promise<void> | null = null;
-  private _events: AbortController | null = null;
-  private _loaded = false;
-  private _live = false;
+  private _current: string | null = null;
 
   constructor(options: IEndpointListOptions) {
     super();
+    const { trans } = options;
     this.addClass('eb-Endpoints');
-    this.actions = options.actions;
-    this._pollInterval = options.pollInterval ?? 2000;
-    const snippet = h('pre', { class: 'eb-Snippet', tabindex: '0' }, FIRST_ENDPOINT_SNIPPET);
-    const copySnippet = iconButton(copyIcon, 'Copy the example cell', () =>
-      copy(FIRST_ENDPOINT_SNIPPET, 'example cell')
+    this.model = options.model;
+    this.commands = options.commands;
+    this.trans = trans;
+    this.locale = options.locale;
+    this._status = options.status;
+    this.title.label = trans.__('Endpoints');
+    this._list = h('ul', {
+      class: 'eb-EndpointList',
+      'aria-label': trans.__('Endpoints')
+    });
+    const notify = options.notify ?? (() => undefined);
+    const snippet = h(
+      'pre',
+      { class: 'eb-Snippet', tabindex: '0' },
+      FIRST_ENDPOINT_SNIPPET
+    );
+    const copySnippet = iconButton(
+      copyIcon,
+      trans.__('Copy the example cell'),
+      () => {
+        Clipboard.copyToSystem(FIRST_ENDPOINT_SNIPPET);
+        notify(trans.__('Copied the example cell'));
+      }
     );
     this._empty = h(
       'div',
       { class: 'eb-Empty' },
-      h('p', { class: 'eb-EmptyTitle' }, 'No endpoints yet'),
+      h('p', { class: 'eb-EmptyTitle' }, trans.__('No endpoints yet')),
       h(
         'p',
         {},
-        'In a Python notebook, run ',
-        h('code', {}, '%load_ext edgebook'),
-        ', then a cell like this one: its Rust body compiles into a live HTTP endpoint ' +
-          'that appears here as soon as it builds.'
+        trans.__(
+          'In a Python notebook, run %1, then a cell like this one: its Rust body compiles into a live HTTP endpoint that appears here as soon as it builds.',
+          '%load_ext edgebook'
+        )
       ),
       h('div', { class: 'eb-SnippetBox' }, snippet, copySnippet)
     );
     this._empty.hidden = true;
-    const refresh = iconButton(refreshIcon, 'Refresh endpoints', () => void this.refresh());
-    this.node.append(
-      h('div', { class: 'eb-SectionHead' }, h('h3', {}, 'Endpoints'), this._status, refresh),
-      this._banner,
-      this._empty,
-      this._list
-    );
     this._banner.hidden = true;
-    setText(this._status, 'connecting\u2026');
+    this.node.append(this._banner, this._empty, this._list);
+    this._list.addEventListener('focusin', event => {
+      const row = (event.target as HTMLElement).closest<HTMLElement>(
+        '.eb-Endpoint'
+      );
+      this._current = row?.dataset.name ?? this._current;
+    });
+    this.model.changed.connect(this._onChanged, this);
+    this.model.buildProgress.connect(this._onProgress, this);
+    this.model.statusChanged.connect(this._onStatus, this);
+    this.commands.commandChanged.connect(this._onCommandChanged, this);
+    // Rows are built on attach: the row buttons read labels and icons from commands that
+    // are registered after the list is made.
   }
 
-  /** The views on screen, by name. */
-  get views(): ReadonlyMap<string, IEndpointView> {
-    return this._views;
+  /** The endpoint whose row last had the focus, if it still exists. */
+  get current(): string | null {
+    return this._current && this.model.views.has(this._current)
+      ? this._current
+      : null;
   }
 
-  /** Fetches the listing now and patches the rows (concurrent calls share one request). */
-  refresh(): Promise<void> {
-    if (!this._inflight) {
-      this._inflight = this._refresh().finally(() => {
-        this._inflight = null;
-      });
-    }
-    return this._inflight;
+  /** The row of `name`, if shown. */
+  rowNode(name: string): HTMLElement | null {
+    return this._rows.get(name)?.node ?? null;
   }
 
-  private async _refresh(): Promise<void> {
-    try {
-      const data = await requestAPI<IEndpointList>('endpoints');
-      const endpoints = data?.endpoints ?? [];
-      await Promise.all(endpoints.map(addMetrics));
-      this._failures = 0;
-      this._banner.hidden = true;
-      this.apply(endpoints.map(toView));
-      setText(this._status, this._live ? 'live' : 'polling');
-    } catch (error) {
-      this._failures += 1;
-      const message = error instanceof APIError && error.status === 404
-        ? 'The edgebook server extension is not enabled in this Jupyter server.'
-        : `Cannot list endpoints: ${(error as Error).message}`;
-      setText(this._banner, message);
-      this._banner.hidden = false;
-      setText(this._status, 'offline');
-    }
+  /** Puts the focus on the first row's toolbar (or the example snippet). */
+  focusFirst(): void {
+    const target =
+      this._list.querySelector<HTMLElement>(
+        '.eb-Actions button[tabindex="0"]'
+      ) ?? this._empty.querySelector<HTMLElement>('.eb-Snippet');
+    target?.focus();
   }
 
-  /** Patches the list to show `views`: adds, removes, updates and reorders rows. */
-  apply(views: IEndpointView[]): void {
-    const diff = diffEndpoints(this._views, views);
-    const byName = new Map(views.map(v => [v.name, v]));
+  private _onChanged(model: IEndpointsModel, diff: IEndpointDiff): void {
+    const { trans } = this;
     for (const name of diff.removed) {
-      void this.actions.deleting(name, 'gone');
       this._rows.get(name)?.node.remove();
       this._rows.delete(name);
-      this._views.delete(name);
+      this._status.announce(trans.__('%1 was removed', name));
     }
     for (const name of [...diff.added, ...diff.changed]) {
-      const view = byName.get(name)!;
+      const view = model.views.get(name);
+      if (!view) {
+        continue;
+      }
       const row = this._rows.get(name);
       if (row) {
+        if (row.view.state !== view.state) {
+          this._status.announce(
+            trans.__('%1 is %2', name, stateLabel(view.state))
+          );
+        }
         row.render(view);
       } else {
         this._rows.set(name, new EndpointRow(view, this));
       }
-      this._views.set(name, view);
     }
     // Reorder only where the order on screen differs (moving a node restarts nothing else).
     let previous: Element | null = null;
     for (const name of diff.order) {
-      const node = this._rows.get(name)!.node;
-      const expected: Element | null = previous ? previous.nextElementSibling : this._list.firstElementChild;
+      const node = this._rows.get(name)?.node;
+      if (!node) {
+        continue;
+      }
+      const expected: Element | null = previous
+        ? previous.nextElementSibling
+        : this._list.firstElementChild;
       if (expected !== node) {
         this._list.insertBefore(node, expected);
       }
       previous = node;
     }
-    this._loaded = true;
     this._empty.hidden = diff.order.length > 0;
     this._list.hidden = diff.order.length === 0;
+    this._onStatus(model);
   }
 
-  /** Starts, stops or restarts an endpoint, then refreshes. */
-  async run(view: IEndpointView, action: 'start' | 'stop' | 'restart'): Promise<void> {
-    try {
-      await requestAPI<unknown>(endpointPath(view.name, action), { method: 'POST' });
-    } catch (error) {
-      Notification.error(`Could not ${action} ${view.name}: ${(error as Error).message}`);
-    }
-    await this.refresh();
+  private _onProgress(_: IEndpointsModel, progress: IBuildProgress): void {
+    const { trans } = this;
+    const text =
+      progress.phase === 'finished'
+        ? ''
+        : progress.phase === 'progress'
+          ? progress.message || trans.__('building\u2026')
+          : progress.phase === 'started'
+            ? trans.__('build started')
+            : progress.phase === 'release_queued'
+              ? trans.__('release build queued')
+              : trans.__('build %1', progress.phase);
+    this._rows.get(progress.endpoint)?.progress(text);
   }
 
-  /** Deletes an endpoint after the user confirms. */
-  async remove(view: IEndpointView): Promise<void> {
-    const result = await showDialog({
-      title: `Delete ${view.name}?`,
-      body: `${view.method} ${view.path} stops serving and its revisions are removed. The notebook cell is kept.`,
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
-    });
-    if (!result.button.accept) {
-      return;
-    }
-    await this.actions.deleting(view.name, 'pending');
-    try {
-      await requestAPI<unknown>(endpointPath(view.name), { method: 'DELETE' });
-      await this.actions.deleting(view.name, 'gone');
-    } catch (error) {
-      await this.actions.deleting(view.name, 'kept');
-      Notification.error(`Could not delete ${view.name}: ${(error as Error).message}`);
-    }
-    await this.refresh();
+  private _onStatus(model: IEndpointsModel): void {
+    setText(this._banner, model.error ?? '');
+    this._banner.hidden = !model.error;
   }
 
-  /** Reacts to one gateway event: progress lines now, a fresh listing soon. */
-  handleEvent(event: IGatewayEvent): void {
-    const row = event.endpoint ? this._rows.get(event.endpoint) : undefined;
-    if (event.type === 'build' && row) {
-      const text =
-        event.phase === 'finished'
-          ? ''
-          : event.phase === 'progress'
-            ? String(event.message ?? event.crate ?? 'building\u2026')
-            : `build ${event.phase}`;
-      row.progress(text);
-      if (event.phase !== 'progress') {
-        this._soon();
-      }
-      return;
-    }
-    if (event.type !== 'worker') {
-      this._soon();
-    }
-  }
-
-  private _soonTimer: number | null = null;
-
-  private _soon(): void {
-    if (this._soonTimer === null) {
-      this._soonTimer = window.setTimeout(() => {
-        this._soonTimer = null;
-        if (this.isVisible) {
-          void this.refresh();
-        }
-      }, 100);
-    }
-  }
-
-  private _schedule(): void {
-    this._stopTimer();
-    const delay = Math.min(30000, this._pollInterval * 2 ** Math.min(this._failures, 4));
-    this._timer = window.setTimeout(async () => {
-      this._timer = null;
-      if (this.isVisible) {
-        await this.refresh();
-      }
-      if (this.isAttached) {
-        this._schedule();
-      }
-    }, delay);
-  }
-
-  private _stopTimer(): void {
-    if (this._timer !== null) {
-      window.clearTimeout(this._timer);
-      this._timer = null;
-    }
-  }
-
-  private async _follow(): Promise<void> {
-    const controller = new AbortController();
-    this._events = controller;
-    let delay = 1000;
-    while (!controller.signal.aborted) {
-      try {
-        await followEvents(
-          event => this.handleEvent(event),
-          controller.signal,
-          () => {
-            this._live = true;
-            delay = 1000;
-            setText(this._status, 'live');
-          }
-        );
-      } catch {
-        delay = Math.min(delay * 2, 30000);
-      }
-      this._live = false;
-      if (controller.signal.aborted) {
-        break;
-      }
-      setText(this._status, this._failures ? 'offline' : 'polling');
-      await new Promise(resolve => window.setTimeout(resolve, delay));
+  /** Enabled states depend on commands other extensions may change. */
+  private _onCommandChanged(): void {
+    for (const row of this._rows.values()) {
+      row.render(row.view);
     }
   }
 
   protected onAfterAttach(msg: Message): void {
     super.onAfterAttach(msg);
-    void this.refresh();
-    this._schedule();
-    void this._follow();
-  }
-
-  protected onBeforeDetach(msg: Message): void {
-    this._stopTimer();
-    this._events?.abort();
-    this._events = null;
-    super.onBeforeDetach(msg);
+    // The model may have loaded before this list existed (it starts polling when its
+    // plugin activates): show what it holds, the empty state included.
+    if (this.model.loaded && this._rows.size === 0) {
+      const names = [...this.model.views.keys()];
+      this._onChanged(this.model, {
+        added: names,
+        removed: [],
+        changed: [],
+        order: names
+      });
+    }
+    // A panel restored collapsed is never shown: nobody is looking, so no polling.
+    this.model.active = this.isVisible;
   }
 
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
-    if (this._loaded) {
-      void this.refresh();
-    }
+    this.model.active = true;
+  }
+
+  protected onAfterHide(msg: Message): void {
+    this.model.active = false;
+    super.onAfterHide(msg);
   }
 
   dispose(): void {
-    this._stopTimer();
-    this._events?.abort();
+    if (this.isDisposed) {
+      return;
+    }
+    this.model.changed.disconnect(this._onChanged, this);
+    this.model.buildProgress.disconnect(this._onProgress, this);
+    this.model.statusChanged.disconnect(this._onStatus, this);
+    this.commands.commandChanged.disconnect(this._onCommandChanged, this);
     super.dispose();
   }
 }

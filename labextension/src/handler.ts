@@ -1,15 +1,15 @@
 /**
- * The one place HTTP goes out: `requestAPI` for the server extension's JSON routes, plus the
- * data-plane proxy and the event stream, all through `serverFetch` with Jupyter's auth.
+ * The one place HTTP goes out: `requestAPI` for the server extension's JSON routes and the
+ * data-plane proxy, both through `serverFetch` with Jupyter's auth.
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { errorMessage, parseSSE } from './model';
+import { errorMessage } from './model';
 import {
+  ADMIN_PAGE,
   API_NAMESPACE,
   IErrorBody,
-  IGatewayEvent,
   IProxyResponse,
   PROXY_NAMESPACE
 } from './tokens';
@@ -26,7 +26,9 @@ export class APIError extends Error {
   }
 
   get errorType(): string {
-    return this.body?.error_type ?? (this.status ? 'http_error' : 'unreachable');
+    return (
+      this.body?.error_type ?? (this.status ? 'http_error' : 'unreachable')
+    );
   }
 }
 
@@ -44,6 +46,14 @@ async function serverFetch(
   }
 }
 
+/** The admin page's address through this Jupyter server (its trailing slash kept). */
+export function adminPageUrl(
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): string {
+  const url = URLExt.join(settings.baseUrl, ADMIN_PAGE);
+  return url.endsWith('/') ? url : url + '/';
+}
+
 /**
  * Calls `/edgebook/api/<endPoint>` and returns its JSON body (null for an empty body).
  * Non-2xx answers raise `APIError` carrying the server's error body.
@@ -53,7 +63,11 @@ export async function requestAPI<T>(
   init: RequestInit = {},
   settings?: ServerConnection.ISettings
 ): Promise<T> {
-  const response = await serverFetch(URLExt.join(API_NAMESPACE, endPoint), init, settings);
+  const response = await serverFetch(
+    URLExt.join(API_NAMESPACE, endPoint),
+    init,
+    settings
+  );
   const text = await response.text();
   let data: unknown = null;
   if (text.length) {
@@ -64,7 +78,8 @@ export async function requestAPI<T>(
     }
   }
   if (!response.ok) {
-    const body = data && typeof data === 'object' ? (data as Partial<IErrorBody>) : null;
+    const body =
+      data && typeof data === 'object' ? (data as Partial<IErrorBody>) : null;
     const message =
       body || typeof data !== 'string' || !data
         ? errorMessage(body, response.status)
@@ -80,7 +95,29 @@ export function endpointPath(name: string, action?: string): string {
   return action ? `${base}/${action}` : base;
 }
 
-/** Sends a request to the data plane through `/edgebook/proxy/<path>` and times it. */
+/**
+ * The header that carries the builder's own headers to the proxy, base64 of JSON pairs.
+ * The browser and Jupyter add headers of their own (Cookie, Authorization, a default
+ * Content-Type) and forbid setting some; with this header the proxy forwards exactly the
+ * listed ones instead, and names any it had to drop in `DROPPED_HEADERS_HEADER`.
+ */
+export const REQUEST_HEADERS_HEADER = 'X-Edgebook-Request-Headers';
+export const DROPPED_HEADERS_HEADER = 'X-Edgebook-Dropped-Headers';
+
+/** `pairs` as the value of `REQUEST_HEADERS_HEADER`. */
+export function encodeRequestHeaders(pairs: [string, string][]): string {
+  const bytes = new TextEncoder().encode(JSON.stringify(pairs));
+  let binary = '';
+  bytes.forEach(b => {
+    binary += String.fromCharCode(b);
+  });
+  return btoa(binary);
+}
+
+/**
+ * Sends a request to the data plane through `/edgebook/proxy/<path>` and times it. The
+ * handler sees `headers` and nothing else; the body goes as bytes with no type of its own.
+ */
 export async function sendThroughProxy(
   method: string,
   pathAndQuery: string,
@@ -88,9 +125,12 @@ export async function sendThroughProxy(
   body: string | null,
   settings?: ServerConnection.ISettings
 ): Promise<IProxyResponse> {
-  const init: RequestInit = { method, headers: new Headers(headers) };
+  const init: RequestInit = {
+    method,
+    headers: { [REQUEST_HEADERS_HEADER]: encodeRequestHeaders(headers) }
+  };
   if (body !== null && body !== '' && method !== 'GET' && method !== 'HEAD') {
-    init.body = body;
+    init.body = new Blob([body]);
   }
   const started = performance.now();
   const response = await serverFetch(
@@ -101,56 +141,23 @@ export async function sendThroughProxy(
   const text = await response.text();
   const latencyMs = performance.now() - started;
   const responseHeaders: [string, string][] = [];
-  response.headers.forEach((value, name) => responseHeaders.push([name, value]));
+  response.headers.forEach((value, name) =>
+    responseHeaders.push([name, value])
+  );
+  const dropped = response.headers.get(DROPPED_HEADERS_HEADER);
   return {
     status: response.status,
     statusText: response.statusText,
-    headers: responseHeaders,
+    headers: responseHeaders.filter(
+      ([name]) => name.toLowerCase() !== DROPPED_HEADERS_HEADER.toLowerCase()
+    ),
     body: text,
-    latencyMs
+    latencyMs,
+    dropped: dropped
+      ? dropped
+          .split(',')
+          .map(name => name.trim())
+          .filter(Boolean)
+      : []
   };
-}
-
-/**
- * Follows `/edgebook/api/events`, calling `onEvent` per event, until `signal` aborts.
- * Resolves when the stream ends; rejects with `APIError` when it cannot be opened.
- */
-export async function followEvents(
-  onEvent: (event: IGatewayEvent) => void,
-  signal: AbortSignal,
-  onOpen: () => void = () => undefined,
-  settings?: ServerConnection.ISettings
-): Promise<void> {
-  const response = await serverFetch(
-    URLExt.join(API_NAMESPACE, 'events'),
-    { headers: { Accept: 'text/event-stream' }, signal },
-    settings
-  );
-  if (!response.ok || !response.body) {
-    throw new APIError(response.status, `event stream unavailable (HTTP ${response.status})`);
-  }
-  onOpen();
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) {
-        return;
-      }
-      buffer += decoder.decode(value, { stream: true });
-      const parsed = parseSSE(buffer);
-      buffer = parsed.rest;
-      for (const data of parsed.events) {
-        try {
-          onEvent(JSON.parse(data) as IGatewayEvent);
-        } catch {
-          // A keep-alive or a malformed event: nothing to show.
-        }
-      }
-    }
-  } finally {
-    reader.releaseLock();
-  }
 }

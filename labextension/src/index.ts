@@ -1,25 +1,52 @@
 /**
- * The edgebook JupyterLab extension: the endpoints sidebar and Rust highlighting for
- * `%%rust_handler` cells.
+ * The edgebook JupyterLab extension: the endpoints model, the sidebar with its commands,
+ * and Rust highlighting for `%%rust_handler` cells.
  */
 import {
-  ILabShell,
   ILayoutRestorer,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { MainAreaWidget, Notification } from '@jupyterlab/apputils';
-import { EditorExtensionRegistry, IEditorExtensionRegistry } from '@jupyterlab/codemirror';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { LabIcon, listIcon, fileIcon } from '@jupyterlab/ui-components';
-import { Panel } from '@lumino/widgets';
+import { ICommandPalette, Notification } from '@jupyterlab/apputils';
+import {
+  EditorExtensionRegistry,
+  IEditorExtensionRegistry,
+  IEditorLanguageRegistry
+} from '@jupyterlab/codemirror';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
+import {
+  CommandToolbarButton,
+  LabIcon,
+  launchIcon,
+  refreshIcon,
+  SidePanel
+} from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
 
 import { RequestBuilder } from './builder';
+import { registerCommands } from './commands';
+import { h, setText, StatusRegion } from './dom';
+import { markCellDiagnostics } from './diagnostics';
 import { EndpointList } from './endpoints';
-import { IEndpointView } from './model';
+import { EndpointsModel } from './endpointsModel';
+import { APIError } from './handler';
 import { rustHandlerHighlighting } from './rustHandler';
-import { EDITOR_PLUGIN_ID, PANEL_ID, PLUGIN_ID } from './tokens';
-import { LogView, SourceView } from './views';
+import {
+  CommandIDs,
+  ConnectionStatus,
+  DEFAULT_SETTINGS,
+  DIAGNOSTICS_PLUGIN_ID,
+  EDITOR_PLUGIN_ID,
+  IEndpointsModel,
+  ISidebarSettings,
+  MODEL_PLUGIN_ID,
+  PANEL_ID,
+  PLUGIN_ID
+} from './tokens';
+
+export { samePath } from './commands';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
   <g class="jp-icon3" fill="#616161">
@@ -27,133 +54,183 @@ const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"
   </g>
 </svg>`;
 
-export const edgebookIcon = new LabIcon({ name: 'edgebook:bolt', svgstr: ICON_SVG });
+export const edgebookIcon = new LabIcon({
+  name: 'edgebook:bolt',
+  svgstr: ICON_SVG
+});
 
-/** Whether two notebook paths name the same file (one may be absolute, the other relative). */
-export function samePath(a: string, b: string): boolean {
-  const clean = (p: string) => p.replace(/\\/g, '/').replace(/^(\.\/)+/, '').replace(/^\/+/, '');
-  const x = clean(a);
-  const y = clean(b);
-  return x === y || x.endsWith('/' + y) || y.endsWith('/' + x);
+/** The user's locale for numbers: the language pack's, else the browser's. */
+function userLocale(translator: ITranslator): string | undefined {
+  const code = translator.languageCode;
+  return code && code !== 'default' ? code.replace(/_/g, '-') : undefined;
 }
 
-/** Opens (or finds) the notebook an endpoint came from and selects its cell. */
-async function jumpToOrigin(
-  app: JupyterFrontEnd,
-  tracker: INotebookTracker | null,
-  view: IEndpointView
-): Promise<void> {
-  const notebook = view.origin?.notebook;
-  const cellId = view.origin?.cell_id;
-  if (!notebook) {
-    return;
+const modelPlugin: JupyterFrontEndPlugin<IEndpointsModel> = {
+  id: MODEL_PLUGIN_ID,
+  description: 'The edgebook endpoints: listings, actions and change signals.',
+  autoStart: true,
+  provides: IEndpointsModel,
+  optional: [ITranslator],
+  activate: (
+    app: JupyterFrontEnd,
+    translator: ITranslator | null
+  ): IEndpointsModel => {
+    const trans = (translator ?? nullTranslator).load('edgebook');
+    return new EndpointsModel({
+      events: app.serviceManager.events,
+      describeError: error =>
+        error instanceof APIError && error.status === 404
+          ? trans.__(
+              'The edgebook server extension is not enabled in this Jupyter server.'
+            )
+          : trans.__('Cannot list endpoints: %1', (error as Error).message)
+    });
   }
-  let panel: NotebookPanel | null | undefined = tracker?.find(p => samePath(p.context.path, notebook));
-  if (!panel && !notebook.startsWith('/')) {
-    try {
-      const opened = await app.commands.execute('docmanager:open', { path: notebook });
-      panel = opened instanceof NotebookPanel ? opened : null;
-    } catch {
-      panel = null;
-    }
-  }
-  if (!panel) {
-    Notification.info(`Open ${notebook} to jump to the cell of ${view.name}.`, { autoClose: 4000 });
-    return;
-  }
-  await panel.context.ready;
-  app.shell.activateById(panel.id);
-  const index = cellId ? panel.content.widgets.findIndex(cell => cell.model.id === cellId) : -1;
-  if (index < 0) {
-    Notification.info(`The cell of ${view.name} is no longer in ${notebook}.`, { autoClose: 4000 });
-    return;
-  }
-  panel.content.activeCellIndex = index;
-  await panel.content.scrollToItem(index, 'center');
-  panel.content.activeCell?.node.focus();
-}
+};
 
 const sidebar: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
-  description: 'A sidebar listing edgebook endpoints with their actions and a request builder.',
+  description:
+    'A sidebar listing edgebook endpoints with their actions and a request builder.',
   autoStart: true,
-  optional: [ILayoutRestorer, INotebookTracker, ILabShell],
+  requires: [IEndpointsModel],
+  optional: [
+    ITranslator,
+    ILayoutRestorer,
+    INotebookTracker,
+    ICommandPalette,
+    ISettingRegistry,
+    IEditorLanguageRegistry
+  ],
   activate: (
     app: JupyterFrontEnd,
+    model: IEndpointsModel,
+    translator: ITranslator | null,
     restorer: ILayoutRestorer | null,
-    tracker: INotebookTracker | null
+    tracker: INotebookTracker | null,
+    palette: ICommandPalette | null,
+    settingRegistry: ISettingRegistry | null,
+    languages: IEditorLanguageRegistry | null
   ) => {
-    const openInMain = (id: string, label: string, content: LogView | SourceView, icon: LabIcon) => {
-      const existing = Array.from(app.shell.widgets('main')).find(w => w.id === id);
-      if (existing) {
-        app.shell.activateById(id);
-        return false;
-      }
-      const widget = new MainAreaWidget({ content });
-      widget.id = id;
-      widget.title.label = label;
-      widget.title.icon = icon;
-      widget.title.closable = true;
-      app.shell.add(widget, 'main', { mode: 'split-right' });
-      app.shell.activateById(id);
-      return true;
-    };
-    const jump = (view: IEndpointView) => void jumpToOrigin(app, tracker, view);
-    const logViews = new Map<string, LogView>();
-    const openLogs = (view: IEndpointView) => {
-      const content = new LogView({ name: view.name });
-      content.disposed.connect(() => {
-        if (logViews.get(view.name) === content) {
-          logViews.delete(view.name);
-        }
+    translator = translator ?? nullTranslator;
+    const trans = translator.load('edgebook');
+    const locale = userLocale(translator);
+    let settings: ISidebarSettings = { ...DEFAULT_SETTINGS };
+    const status = new StatusRegion();
+    const notify = (message: string) =>
+      Notification.success(message, {
+        autoClose: settings.notificationTimeout
       });
-      if (openInMain(`edgebook-logs-${view.name}`, `Logs: ${view.name}`, content, listIcon)) {
-        logViews.set(view.name, content);
-      } else {
-        content.dispose();
-      }
-    };
-    const builder = new RequestBuilder();
+
     const list = new EndpointList({
-      actions: {
-        openLogs,
-        openSource: view => {
-          const content = new SourceView(view, jump);
-          if (!openInMain(`edgebook-source-${view.name}`, `Source: ${view.name}`, content, fileIcon)) {
-            content.dispose();
-          }
-        },
-        jumpToOrigin: jump,
-        deleting: async (name, phase) => {
-          const logs = logViews.get(name);
-          if (!logs) {
-            return;
-          }
-          if (phase === 'pending') {
-            await logs.pause();
-          } else if (phase === 'gone') {
-            logs.markGone();
-          } else {
-            logs.resume();
-          }
-        },
-        tryRequest: view => {
-          builder.load({ method: view.method, path: view.path });
-          builder.node.scrollIntoView({ block: 'nearest' });
-        }
-      }
+      model,
+      commands: app.commands,
+      trans,
+      status,
+      locale,
+      notify
     });
-    const panel = new Panel();
+    const builder = new RequestBuilder({
+      trans,
+      locale,
+      historyLimit: () => settings.historyLimit,
+      onSent: () => void model.refresh(),
+      status
+    });
+    const panel = new SidePanel({ translator });
     panel.id = PANEL_ID;
     panel.addClass('eb-Sidebar');
     panel.title.icon = edgebookIcon;
-    panel.title.caption = 'Edgebook endpoints';
+    panel.title.caption = trans.__('Edgebook endpoints');
     panel.node.setAttribute('role', 'region');
-    panel.node.setAttribute('aria-label', 'Edgebook endpoints');
+    panel.node.setAttribute('aria-label', trans.__('Edgebook endpoints'));
+    const heading = new Widget({
+      node: h('h2', { class: 'eb-PanelTitle' }, trans.__('Edgebook'))
+    });
+    panel.header.addWidget(heading);
+    const connection = h('span', { class: 'eb-Connection' });
+    const showStatus = (_: unknown, value: ConnectionStatus) => {
+      const words: Record<ConnectionStatus, string> = {
+        connecting: trans.__('connecting\u2026'),
+        live: trans.__('live'),
+        polling: trans.__('polling'),
+        offline: trans.__('offline')
+      };
+      setText(connection, words[value]);
+      connection.dataset.status = value;
+      connection.title =
+        value === 'live'
+          ? trans.__('Changes arrive over Jupyter Server\u2019s event bus')
+          : value === 'polling'
+            ? trans.__(
+                'Listing every %1 s',
+                String(settings.pollInterval / 1000)
+              )
+            : '';
+    };
+    showStatus(model, model.status);
+    model.statusChanged.connect(showStatus);
+    panel.toolbar.addItem('connection', new Widget({ node: connection }));
+    panel.toolbar.addItem(
+      'refresh',
+      new CommandToolbarButton({
+        commands: app.commands,
+        id: CommandIDs.refresh,
+        icon: refreshIcon,
+        label: ''
+      })
+    );
+    panel.toolbar.addItem(
+      'admin',
+      new CommandToolbarButton({
+        commands: app.commands,
+        id: CommandIDs.openAdmin,
+        icon: launchIcon,
+        label: ''
+      })
+    );
     panel.addWidget(list);
     panel.addWidget(builder);
+    panel.node.append(status.node);
+    panel.disposed.connect(() => status.dispose());
+
+    registerCommands({
+      app,
+      model,
+      trans,
+      panel,
+      list,
+      builder,
+      settings: () => settings,
+      palette,
+      tracker,
+      languages,
+      locale
+    });
+
     app.shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, PANEL_ID);
+
+    if (settingRegistry) {
+      const apply = (loaded: ISettingRegistry.ISettings) => {
+        settings = {
+          ...DEFAULT_SETTINGS,
+          ...(loaded.composite as Partial<ISidebarSettings>)
+        };
+        model.pollInterval = settings.pollInterval;
+        model.eventsTimeout = settings.eventsTimeout;
+        showStatus(model, model.status);
+      };
+      settingRegistry
+        .load(PLUGIN_ID)
+        .then(loaded => {
+          apply(loaded);
+          loaded.changed.connect(apply);
+        })
+        .catch(reason =>
+          console.warn(`edgebook: settings not loaded: ${reason}`)
+        );
+    }
   }
 };
 
@@ -175,4 +252,14 @@ const highlighting: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [sidebar, highlighting];
+const diagnostics: JupyterFrontEndPlugin<void> = {
+  id: DIAGNOSTICS_PLUGIN_ID,
+  description:
+    'Marks a failed %%rust_handler build\u2019s diagnostics on the cell\u2019s own lines.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker) =>
+    markCellDiagnostics(tracker)
+};
+
+export default [modelPlugin, sidebar, highlighting, diagnostics];

@@ -38,6 +38,10 @@ export type StateTone = 'ok' | 'busy' | 'idle' | 'error';
 
 const TONES: Record<string, StateTone> = {
   running: 'ok',
+  // Running, while the latest build (or its revision's start) failed: the live revision
+  // keeps its green state and actions; the failure shows as a warning.
+  running_build_failed: 'ok',
+  running_deploy_failed: 'ok',
   building: 'busy',
   starting: 'busy',
   created: 'idle',
@@ -51,12 +55,34 @@ export function stateTone(state: string): StateTone {
   return TONES[state] ?? 'idle';
 }
 
+/** The same words as the admin page, the notebook's cards and `%edgebook status`. */
+const LABELS: Record<string, string> = {
+  running_build_failed: 'running, latest build failed',
+  running_deploy_failed: 'running, latest revision failed to start',
+  build_failed: 'build failed',
+  deploy_failed: 'failed to start'
+};
+
 /** `crash_looping` -> `crash looping`. */
 export function stateLabel(state: string): string {
-  return state.replace(/_/g, ' ');
+  return LABELS[state] ?? state.replace(/_/g, ' ');
 }
 
-function isSnapshot(m: IEndpointMetrics | IMetricsSnapshot): m is IMetricsSnapshot {
+/** States in which a live revision serves requests. */
+export const SERVING_STATES = new Set([
+  'running',
+  'running_build_failed',
+  'running_deploy_failed'
+]);
+
+/** A serving endpoint whose latest build or revision failed: shown as a warning. */
+export function hasWarning(state: string): boolean {
+  return state === 'running_build_failed' || state === 'running_deploy_failed';
+}
+
+function isSnapshot(
+  m: IEndpointMetrics | IMetricsSnapshot
+): m is IMetricsSnapshot {
   return typeof (m as IMetricsSnapshot).latency_ms === 'object' && m !== null;
 }
 
@@ -66,7 +92,8 @@ function sumCounts(value: unknown): number {
   }
   if (value && typeof value === 'object') {
     return Object.values(value as Record<string, unknown>).reduce<number>(
-      (total, n) => total + (typeof n === 'number' && Number.isFinite(n) ? n : 0),
+      (total, n) =>
+        total + (typeof n === 'number' && Number.isFinite(n) ? n : 0),
       0
     );
   }
@@ -83,7 +110,12 @@ function numberOrNull(value: unknown): number | null {
 /** Requests, errors and latency percentiles from either metrics shape. */
 export function summarizeMetrics(
   metrics: IEndpointMetrics | IMetricsSnapshot | null | undefined
-): { requests: number; errors: number; p50: number | null; p99: number | null } {
+): {
+  requests: number;
+  errors: number;
+  p50: number | null;
+  p99: number | null;
+} {
   if (!metrics) {
     return { requests: 0, errors: 0, p50: null, p99: null };
   }
@@ -148,7 +180,9 @@ export function toView(endpoint: IEndpoint): IEndpointView {
     p50: metrics.p50,
     p99: metrics.p99,
     lastError:
-      endpoint.last_error ?? runtime?.deploy_error ?? (failed ? endpoint.reason ?? null : null),
+      endpoint.last_error ??
+      runtime?.deploy_error ??
+      (failed ? (endpoint.reason ?? null) : null),
     url: endpoint.url ?? null,
     origin: endpoint.origin ?? null
   };
@@ -174,7 +208,10 @@ export function sortViews(views: IEndpointView[]): IEndpointView[] {
 }
 
 /** The fields of `a` and `b` whose values differ (origin compared by value). */
-export function changedFields(a: IEndpointView, b: IEndpointView): (keyof IEndpointView)[] {
+export function changedFields(
+  a: IEndpointView,
+  b: IEndpointView
+): (keyof IEndpointView)[] {
   const keys = Object.keys(b) as (keyof IEndpointView)[];
   return keys.filter(key => {
     const x = a[key];
@@ -211,53 +248,83 @@ export function diffEndpoints(
 
 const DASH = '\u2013';
 
-/** Milliseconds for humans: `0.42 ms`, `3.1 ms`, `120 ms`, `1.20 s`; a dash for none. */
-export function formatMs(ms: number | null | undefined): string {
+function numberFormat(
+  locale: string | undefined,
+  options: Intl.NumberFormatOptions
+): Intl.NumberFormat {
+  try {
+    return new Intl.NumberFormat(locale, options);
+  } catch {
+    return new Intl.NumberFormat(undefined, options); // an unknown locale tag
+  }
+}
+
+function fixed(n: number, digits: number, locale?: string): string {
+  return numberFormat(locale, {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits
+  }).format(n);
+}
+
+/**
+ * Milliseconds for humans: `0.42 ms`, `3.1 ms`, `120 ms`, `1.20 s`; a dash for none.
+ * Numbers follow `locale` (the user's, when undefined).
+ */
+export function formatMs(
+  ms: number | null | undefined,
+  locale?: string
+): string {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) {
     return DASH;
   }
   if (ms < 1) {
-    return `${ms.toFixed(2)} ms`;
+    return `${fixed(ms, 2, locale)} ms`;
   }
   if (ms < 10) {
-    return `${ms.toFixed(1)} ms`;
+    return `${fixed(ms, 1, locale)} ms`;
   }
   if (ms < 1000) {
-    return `${Math.round(ms)} ms`;
+    return `${fixed(Math.round(ms), 0, locale)} ms`;
   }
-  return `${(ms / 1000).toFixed(2)} s`;
+  return `${fixed(ms / 1000, 2, locale)} s`;
 }
 
 /** An error rate: `0%`, `<0.1%`, `2.5%`, `100%`; a dash before the first request. */
-export function formatPercent(rate: number | null | undefined): string {
+export function formatPercent(
+  rate: number | null | undefined,
+  locale?: string
+): string {
   if (rate === null || rate === undefined || !Number.isFinite(rate)) {
     return DASH;
   }
   if (rate === 0) {
-    return '0%';
+    return `${fixed(0, 0, locale)}%`;
   }
   const percent = rate * 100;
   if (percent < 0.1) {
-    return '<0.1%';
+    return `<${fixed(0.1, 1, locale)}%`;
   }
   if (percent >= 100) {
-    return '100%';
+    return `${fixed(100, 0, locale)}%`;
   }
-  return `${percent < 10 ? percent.toFixed(1) : Math.round(percent)}%`;
+  return `${percent < 10 ? fixed(percent, 1, locale) : fixed(Math.round(percent), 0, locale)}%`;
 }
 
-/** Counts: `999`, `12,345`, `123k`, `4.5M`. */
-export function formatCount(n: number | null | undefined): string {
+/** Counts: `999`, `12,345`, `123k`, `4.5M` (grouping and decimals as `locale` writes them). */
+export function formatCount(
+  n: number | null | undefined,
+  locale?: string
+): string {
   if (n === null || n === undefined || !Number.isFinite(n)) {
     return DASH;
   }
   if (n < 100000) {
-    return Math.round(n).toLocaleString('en-US');
+    return fixed(Math.round(n), 0, locale);
   }
   if (n < 1e6) {
-    return `${Math.round(n / 1000)}k`;
+    return `${fixed(Math.round(n / 1000), 0, locale)}k`;
   }
-  return `${(n / 1e6).toFixed(1)}M`;
+  return `${fixed(n / 1e6, 1, locale)}M`;
 }
 
 /** A log line's text, whether the server sent an object or a string. */
@@ -265,7 +332,8 @@ export function logLineText(line: ILogLine | string): string {
   if (typeof line === 'string') {
     return line;
   }
-  const source = line.source && line.source !== 'stderr' ? `[${line.source}] ` : '';
+  const source =
+    line.source && line.source !== 'stderr' ? `[${line.source}] ` : '';
   return `${source}${line.text ?? ''}`;
 }
 
@@ -281,7 +349,10 @@ export function errorMessage(body: unknown, status: number): string {
 // -- URLs, curl and the request builder ------------------------------------------------------
 
 /** The endpoint's public URL: the gateway's own when known, else `base` + path. */
-export function endpointUrl(view: Pick<IEndpointView, 'url' | 'path'>, base?: string): string {
+export function endpointUrl(
+  view: Pick<IEndpointView, 'url' | 'path'>,
+  base?: string
+): string {
   if (view.url) {
     return view.url;
   }
@@ -294,7 +365,7 @@ export function shellQuote(word: string): string {
   if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) {
     return word;
   }
-  return `'${word.replace(/'/g, `'\\''`)}'`;
+  return `'${word.replace(/'/g, "'\\''")}'`;
 }
 
 export interface ICurlSpec {
@@ -339,7 +410,9 @@ export function normalizeQuery(text: string): string {
       const at = pair.indexOf('=');
       const key = at < 0 ? pair : pair.slice(0, at);
       const value = at < 0 ? '' : pair.slice(at + 1);
-      return at < 0 ? encodeQueryPart(key) : `${encodeQueryPart(key)}=${encodeQueryPart(value)}`;
+      return at < 0
+        ? encodeQueryPart(key)
+        : `${encodeQueryPart(key)}=${encodeQueryPart(value)}`;
     })
     .join('&');
 }
@@ -362,7 +435,8 @@ export function pathWithQuery(path: string, query: string): string {
 
 export interface IParsedHeaders {
   headers: [string, string][];
-  errors: string[];
+  /** Lines that are not `Name: value`, by their 1-based number. */
+  errors: { line: number }[];
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -370,7 +444,7 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** `Name: value` lines; blank lines ignored; each bad line reported by its number. */
 export function parseHeaders(text: string): IParsedHeaders {
   const headers: [string, string][] = [];
-  const errors: string[] = [];
+  const errors: { line: number }[] = [];
   text.split('\n').forEach((raw, index) => {
     const line = raw.trim();
     if (!line) {
@@ -379,12 +453,31 @@ export function parseHeaders(text: string): IParsedHeaders {
     const colon = line.indexOf(':');
     const name = colon < 0 ? '' : line.slice(0, colon).trim();
     if (colon <= 0 || !TOKEN.test(name)) {
-      errors.push(`line ${index + 1}: expected "Name: value"`);
+      errors.push({ line: index + 1 });
       return;
     }
     headers.push([name, line.slice(colon + 1).trim()]);
   });
   return { headers, errors };
+}
+
+/** The value of the first Content-Type in `headers`, or null. */
+export function contentTypeOf(headers: [string, string][]): string | null {
+  return (
+    headers.find(([name]) => name.toLowerCase() === 'content-type')?.[1] ?? null
+  );
+}
+
+/** The credential headers among `headers` (`Authorization`, `Cookie`), as typed. */
+export function sensitiveHeaders(headers: [string, string][]): string[] {
+  const names = headers
+    .map(([name]) => name)
+    .filter(name =>
+      ['authorization', 'cookie', 'proxy-authorization'].includes(
+        name.toLowerCase()
+      )
+    );
+  return [...new Set(names)];
 }
 
 export interface IJsonCheck {
@@ -405,7 +498,10 @@ export function checkJson(text: string): IJsonCheck {
   const before = text.slice(0, problem.offset).split('\n');
   const line = before.length;
   const column = before[before.length - 1].length + 1;
-  return { ok: false, message: `line ${line}, column ${column}: ${problem.reason}` };
+  return {
+    ok: false,
+    message: `line ${line}, column ${column}: ${problem.reason}`
+  };
 }
 
 /**
@@ -413,7 +509,9 @@ export function checkJson(text: string): IJsonCheck {
  * Browsers word JSON.parse errors differently and some omit the position, so the position
  * comes from this small scanner instead.
  */
-export function findJsonError(text: string): { offset: number; reason: string } | null {
+export function findJsonError(
+  text: string
+): { offset: number; reason: string } | null {
   let i = 0;
   const fail = (reason: string): never => {
     throw { offset: i, reason };
@@ -423,7 +521,10 @@ export function findJsonError(text: string): { offset: number; reason: string } 
       i++;
     }
   };
-  const describe = () => (i >= text.length ? 'unexpected end of input' : `unexpected ${JSON.stringify(text[i])}`);
+  const describe = () =>
+    i >= text.length
+      ? 'unexpected end of input'
+      : `unexpected ${JSON.stringify(text[i])}`;
   const literal = (word: string) => {
     if (text.startsWith(word, i)) {
       i += word.length;
@@ -476,7 +577,11 @@ export function findJsonError(text: string): { offset: number; reason: string } 
       for (;;) {
         ws();
         if (text[i] !== '"') {
-          fail(text[i] === '}' ? 'trailing comma' : `expected a quoted key, ${describe()}`);
+          fail(
+            text[i] === '}'
+              ? 'trailing comma'
+              : `expected a quoted key, ${describe()}`
+          );
         }
         string();
         ws();
@@ -584,33 +689,6 @@ export function pushHistory(
     h.headers === entry.headers &&
     h.body === entry.body;
   return [entry, ...history.filter(h => !same(h))].slice(0, limit);
-}
-
-// -- server-sent events -------------------------------------------------------------------
-
-export interface ISSEParse {
-  /** The `data` of each complete event, lines joined with `\n`. */
-  events: string[];
-  /** Text after the last complete event, to prepend to the next chunk. */
-  rest: string;
-}
-
-/** Splits an SSE stream's text into complete events' data; comments and ids ignored. */
-export function parseSSE(buffer: string): ISSEParse {
-  const normalized = buffer.replace(/\r\n?/g, '\n');
-  const blocks = normalized.split('\n\n');
-  const rest = blocks.pop() ?? '';
-  const events: string[] = [];
-  for (const block of blocks) {
-    const data = block
-      .split('\n')
-      .filter(line => line.startsWith('data:'))
-      .map(line => line.slice(5).replace(/^ /, ''));
-    if (data.length) {
-      events.push(data.join('\n'));
-    }
-  }
-  return { events, rest };
 }
 
 /** The cell a new user can paste to create a first endpoint. */

@@ -6,7 +6,11 @@
  * `%%rust_handler`, a higher-precedence language takes over whose first line is the magic
  * (command, method, path, options) and whose remaining lines go to the Rust stream parser.
  */
-import { language as languageFacet, StreamLanguage, StreamParser } from '@codemirror/language';
+import {
+  language as languageFacet,
+  StreamLanguage,
+  StreamParser
+} from '@codemirror/language';
 import type { StringStream } from '@codemirror/language';
 import { rust } from '@codemirror/legacy-modes/mode/rust';
 import { Compartment, EditorState, Extension, Prec } from '@codemirror/state';
@@ -57,7 +61,10 @@ function magicLineToken(stream: StringStream): string | null {
 export const rustHandlerParser: StreamParser<IHandlerState> = {
   name: 'rust',
   startState(indentUnit: number): IHandlerState {
-    return { line: 0, inner: rustParser.startState ? rustParser.startState(indentUnit) : {} };
+    return {
+      line: 0,
+      inner: rustParser.startState ? rustParser.startState(indentUnit) : {}
+    };
   },
   copyState(state: IHandlerState): IHandlerState {
     const inner = rustParser.copyState
@@ -118,11 +125,16 @@ export function rustHandlerHighlighting(initialText: string): Extension {
     }
     return { effects: compartment.reconfigure(wanted ? ACTIVE : INACTIVE) };
   });
-  const initial = isRustHandlerSource(initialText.split('\n', 1)[0]) ? ACTIVE : INACTIVE;
+  const initial = isRustHandlerSource(initialText.split('\n', 1)[0])
+    ? ACTIVE
+    : INACTIVE;
   return [compartment.of(initial), switcher];
 }
 
 /** Whether the editor state currently highlights as a Rust handler. */
 export function isHighlightedAsHandler(state: EditorState): boolean {
-  return state.facet(languageFacet) === rustHandlerLanguage && isRustHandlerSource(firstLine(state));
+  return (
+    state.facet(languageFacet) === rustHandlerLanguage &&
+    isRustHandlerSource(firstLine(state))
+  );
 }

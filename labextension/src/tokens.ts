@@ -3,11 +3,17 @@
  *
  * Routes live under `/edgebook/api/` (Jupyter auth) and mirror the gateway's admin API:
  * `GET endpoints`, `GET|PUT|DELETE endpoints/{name}`, `POST endpoints/{name}/start|stop|restart`,
- * `GET endpoints/{name}/logs?tail=N`, `.../metrics`, `.../source`, and `GET events` (SSE).
+ * `GET endpoints/{name}/logs?tail=N`, `.../metrics`, `.../source`, `.../requests`. The server extension
+ * relays the gateway's events on Jupyter Server's event bus under `GATEWAY_EVENT_SCHEMA`.
  * The data plane is proxied at `/edgebook/proxy/<path>`.
  *
- * This module has no side effects: types and constants only.
+ * Types, constants and the `IEndpointsModel` token; nothing else runs on import.
  */
+import { Token } from '@lumino/coreutils';
+import type { IDisposable } from '@lumino/disposable';
+import type { ISignal } from '@lumino/signaling';
+
+import type { IEndpointDiff, IEndpointView } from './model';
 
 /** States a user can see for an endpoint (the registry's `STATES`). */
 export type EndpointState =
@@ -16,6 +22,8 @@ export type EndpointState =
   | 'build_failed'
   | 'starting'
   | 'running'
+  | 'running_build_failed'
+  | 'running_deploy_failed'
   | 'stopped'
   | 'crash_looping'
   | 'deploy_failed';
@@ -26,6 +34,8 @@ export const ENDPOINT_STATES: readonly EndpointState[] = [
   'build_failed',
   'starting',
   'running',
+  'running_build_failed',
+  'running_deploy_failed',
   'stopped',
   'crash_looping',
   'deploy_failed'
@@ -170,9 +180,19 @@ export interface IErrorBody {
   [key: string]: unknown;
 }
 
-/** One event of `GET /edgebook/api/events`. */
+/**
+ * One gateway event as the server extension relays it on the event bus, plus the relay's
+ * own: `hello` (connected to the gateway: resync), `heartbeat` (the relay is alive) and
+ * `disconnected` (it lost the gateway).
+ */
 export interface IGatewayEvent {
-  type: 'state' | 'build' | 'endpoint_created' | 'endpoint_removed' | 'worker' | string;
+  type:
+    | 'state'
+    | 'build'
+    | 'endpoint_created'
+    | 'endpoint_removed'
+    | 'worker'
+    | string;
   seq: number;
   time: number;
   endpoint?: string;
@@ -192,13 +212,154 @@ export interface IProxyResponse {
   headers: [string, string][];
   body: string;
   latencyMs: number;
+  /** Headers the user gave that the proxy did not forward (it says which). */
+  dropped: string[];
 }
 
 /** Where the server extension's routes live, relative to Jupyter's base URL. */
 export const API_NAMESPACE = 'edgebook/api';
 export const PROXY_NAMESPACE = 'edgebook/proxy';
+/** The gateway's headless admin page, served behind Jupyter's login (no admin token). */
+export const ADMIN_PAGE = 'edgebook/admin/';
 
 /** Plugin and widget ids. */
 export const PANEL_ID = 'edgebook-sidebar';
 export const PLUGIN_ID = '@edgebook/labextension:sidebar';
-export const EDITOR_PLUGIN_ID = '@edgebook/labextension:rust-handler-highlighting';
+export const MODEL_PLUGIN_ID = '@edgebook/labextension:endpoints-model';
+export const EDITOR_PLUGIN_ID =
+  '@edgebook/labextension:rust-handler-highlighting';
+export const DIAGNOSTICS_PLUGIN_ID = '@edgebook/labextension:cell-diagnostics';
+
+/**
+ * The MIME type of a failed build's diagnostics in a `%%rust_handler` cell's output
+ * (`edgebook/notebook/cells.py`, `failure_card`): `ICellDiagnostics`.
+ */
+export const DIAGNOSTICS_MIME = 'application/vnd.edgebook.diagnostics+json';
+
+/** One compiler message at the cell's own lines (1-based; columns count characters). */
+export interface ICellDiagnostic {
+  line: number;
+  column: number;
+  end_line: number;
+  end_column: number;
+  level: string;
+  message: string;
+  code?: string | null;
+}
+
+/** The payload under `DIAGNOSTICS_MIME`. */
+export interface ICellDiagnostics {
+  endpoint: string;
+  state: EndpointState;
+  diagnostics: ICellDiagnostic[];
+}
+
+/** The `$id` of the server extension's event schema (`edgebook/events/gateway.yaml`). */
+export const GATEWAY_EVENT_SCHEMA = 'https://events.edgebook.dev/gateway/v1';
+
+/** Every command the extension registers. */
+export namespace CommandIDs {
+  export const start = 'edgebook:start';
+  export const stop = 'edgebook:stop';
+  export const restart = 'edgebook:restart';
+  export const remove = 'edgebook:delete';
+  export const openLogs = 'edgebook:open-logs';
+  export const openSource = 'edgebook:open-source';
+  export const recentRequests = 'edgebook:recent-requests';
+  export const copyUrl = 'edgebook:copy-url';
+  export const copyCurl = 'edgebook:copy-curl';
+  export const tryRequest = 'edgebook:try';
+  export const refresh = 'edgebook:refresh';
+  export const jumpToCell = 'edgebook:jump-to-cell';
+  export const focusPanel = 'edgebook:focus-panel';
+  export const openAdmin = 'edgebook:open-admin';
+}
+
+/** The commands that act on one endpoint, in the order rows and menus show them. */
+export const ENDPOINT_COMMANDS: readonly string[] = [
+  CommandIDs.start,
+  CommandIDs.stop,
+  CommandIDs.restart,
+  CommandIDs.openLogs,
+  CommandIDs.openSource,
+  CommandIDs.recentRequests,
+  CommandIDs.tryRequest,
+  CommandIDs.copyUrl,
+  CommandIDs.copyCurl,
+  CommandIDs.remove
+];
+
+/** How the model learns of changes: `live` over the event bus, else `polling`. */
+export type ConnectionStatus = 'connecting' | 'live' | 'polling' | 'offline';
+
+export type EndpointAction = 'start' | 'stop' | 'restart';
+
+/** Where one endpoint's build is: `progress` with the builder's line, else a phase. */
+export interface IBuildProgress {
+  endpoint: string;
+  phase: 'started' | 'progress' | 'finished' | 'release_queued' | string;
+  /** The builder's line (`Compiling serde`), for `progress`. */
+  message: string;
+}
+
+/** A delete in progress: `pending` before the request, then `gone` or `kept`. */
+export interface IDeletion {
+  endpoint: string;
+  phase: 'pending' | 'gone' | 'kept';
+}
+
+/** The gateway's endpoints, kept current; views subscribe to its signals. */
+export interface IEndpointsModel extends IDisposable {
+  /** The endpoints, by name, as last fetched. */
+  readonly views: ReadonlyMap<string, IEndpointView>;
+  readonly status: ConnectionStatus;
+  /** Why the last listing failed, or null. */
+  readonly error: string | null;
+  /** Whether a listing has arrived yet. */
+  readonly loaded: boolean;
+  /** Milliseconds between listings while no events flow. */
+  pollInterval: number;
+  /** Milliseconds without any gateway event after which polling takes over again. */
+  eventsTimeout: number;
+  /** Whether anyone is looking (a hidden panel stops polling). */
+  active: boolean;
+  /** Rows added, changed or removed, with the new display order. */
+  readonly changed: ISignal<IEndpointsModel, IEndpointDiff>;
+  /** An endpoint is gone (deleted here or elsewhere). */
+  readonly removed: ISignal<IEndpointsModel, string>;
+  readonly deleting: ISignal<IEndpointsModel, IDeletion>;
+  readonly buildProgress: ISignal<IEndpointsModel, IBuildProgress>;
+  readonly statusChanged: ISignal<IEndpointsModel, ConnectionStatus>;
+  /** Fetches a listing that starts after this call; resolves when it is applied. */
+  refresh(): Promise<void>;
+  /** Starts, stops or restarts `name`, then refreshes; rejects with the server's error. */
+  run(name: string, action: EndpointAction): Promise<void>;
+  /** Deletes `name`, then refreshes; rejects with the server's error. */
+  remove(name: string): Promise<void>;
+}
+
+export const IEndpointsModel = new Token<IEndpointsModel>(
+  '@edgebook/labextension:IEndpointsModel',
+  'The edgebook gateway endpoints: listing, actions and change signals.'
+);
+
+/** The sidebar plugin's settings (`schema/sidebar.json`). */
+export interface ISidebarSettings {
+  pollInterval: number;
+  eventsTimeout: number;
+  logTail: number;
+  logInterval: number;
+  requestsInterval: number;
+  historyLimit: number;
+  notificationTimeout: number;
+}
+
+export const DEFAULT_SETTINGS: Readonly<ISidebarSettings> = {
+  pollInterval: 2000,
+  eventsTimeout: 25000,
+  logTail: 500,
+  logInterval: 1000,
+  requestsInterval: 2000,
+  historyLimit: 20,
+  notificationTimeout: 3000
+};

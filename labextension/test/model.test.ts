@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   changedFields,
   checkJson,
+  contentTypeOf,
   curlCommand,
   diffEndpoints,
   endpointUrl,
@@ -17,12 +18,14 @@ import {
   logLineText,
   normalizeQuery,
   parseHeaders,
-  parseSSE,
   pathWithQuery,
   prettyBody,
   pushHistory,
+  sensitiveHeaders,
   shellQuote,
   sortViews,
+  hasWarning,
+  SERVING_STATES,
   stateLabel,
   stateTone,
   summarizeMetrics,
@@ -153,9 +156,21 @@ describe('toView with the gateway admin API shape', () => {
   });
 
   it('shows the reason of a failed endpoint as its last error', () => {
-    const v = toView({ ...endpoint(), state: 'deploy_failed', reason: 'worker exited', last_error: undefined });
+    const v = toView({
+      ...endpoint(),
+      state: 'deploy_failed',
+      reason: 'worker exited',
+      last_error: undefined
+    });
     expect(v.lastError).toBe('worker exited');
-    expect(toView({ ...endpoint(), state: 'stopped', reason: 'stopped by user', last_error: undefined }).lastError).toBeNull();
+    expect(
+      toView({
+        ...endpoint(),
+        state: 'stopped',
+        reason: 'stopped by user',
+        last_error: undefined
+      }).lastError
+    ).toBeNull();
   });
 });
 
@@ -190,15 +205,25 @@ describe('diffEndpoints', () => {
   it('reports nothing when the listing is the same', () => {
     const current = new Map([['hello', view()]]);
     const diff = diffEndpoints(current, [view()]);
-    expect(diff).toEqual({ added: [], removed: [], changed: [], order: ['hello'] });
+    expect(diff).toEqual({
+      added: [],
+      removed: [],
+      changed: [],
+      order: ['hello']
+    });
   });
 
   it('compares origins by value', () => {
     expect(changedFields(view(), view())).toEqual([]);
     expect(
-      changedFields(view(), view({ origin: { notebook: 'other.ipynb', cell_id: 'abc' } }))
+      changedFields(
+        view(),
+        view({ origin: { notebook: 'other.ipynb', cell_id: 'abc' } })
+      )
     ).toEqual(['origin']);
-    expect(changedFields(view(), view({ state: 'stopped' }))).toEqual(['state']);
+    expect(changedFields(view(), view({ state: 'stopped' }))).toEqual([
+      'state'
+    ]);
   });
 
   it('orders by path, then method, then name', () => {
@@ -213,27 +238,34 @@ describe('diffEndpoints', () => {
 
 describe('formatting', () => {
   it('formats milliseconds', () => {
-    expect(formatMs(null)).toBe('\u2013');
-    expect(formatMs(0.4237)).toBe('0.42 ms');
-    expect(formatMs(3.14)).toBe('3.1 ms');
-    expect(formatMs(120.4)).toBe('120 ms');
-    expect(formatMs(1234)).toBe('1.23 s');
+    expect(formatMs(null, 'en-US')).toBe('\u2013');
+    expect(formatMs(0.4237, 'en-US')).toBe('0.42 ms');
+    expect(formatMs(3.14, 'en-US')).toBe('3.1 ms');
+    expect(formatMs(120.4, 'en-US')).toBe('120 ms');
+    expect(formatMs(1234, 'en-US')).toBe('1.23 s');
   });
 
   it('formats error rates', () => {
-    expect(formatPercent(null)).toBe('\u2013');
-    expect(formatPercent(0)).toBe('0%');
-    expect(formatPercent(0.0004)).toBe('<0.1%');
-    expect(formatPercent(0.025)).toBe('2.5%');
-    expect(formatPercent(0.5)).toBe('50%');
-    expect(formatPercent(1)).toBe('100%');
+    expect(formatPercent(null, 'en-US')).toBe('\u2013');
+    expect(formatPercent(0, 'en-US')).toBe('0%');
+    expect(formatPercent(0.0004, 'en-US')).toBe('<0.1%');
+    expect(formatPercent(0.025, 'en-US')).toBe('2.5%');
+    expect(formatPercent(0.5, 'en-US')).toBe('50%');
+    expect(formatPercent(1, 'en-US')).toBe('100%');
   });
 
   it('formats counts', () => {
-    expect(formatCount(999)).toBe('999');
-    expect(formatCount(12345)).toBe('12,345');
-    expect(formatCount(123456)).toBe('123k');
-    expect(formatCount(4_500_000)).toBe('4.5M');
+    expect(formatCount(999, 'en-US')).toBe('999');
+    expect(formatCount(12345, 'en-US')).toBe('12,345');
+    expect(formatCount(123456, 'en-US')).toBe('123k');
+    expect(formatCount(4_500_000, 'en-US')).toBe('4.5M');
+  });
+
+  it("follows the user's locale for separators", () => {
+    expect(formatCount(12345, 'de-DE')).toBe('12.345');
+    expect(formatMs(3.14, 'de-DE')).toBe('3,1 ms');
+    expect(formatPercent(0.025, 'fr-FR')).toBe('2,5%');
+    expect(formatCount(4_500_000, 'de-DE')).toBe('4,5M');
   });
 
   it('names states and their colours', () => {
@@ -246,33 +278,54 @@ describe('formatting', () => {
     expect(stateTone('something_new')).toBe('idle');
   });
 
+  it('shows a serving endpoint whose latest build failed as running, with a warning', () => {
+    expect(stateTone('running_build_failed')).toBe('ok');
+    expect(stateLabel('running_build_failed')).toBe(
+      'running, latest build failed'
+    );
+    expect(hasWarning('running_build_failed')).toBe(true);
+    expect(hasWarning('running_deploy_failed')).toBe(true);
+    expect(hasWarning('running')).toBe(false);
+    expect(hasWarning('build_failed')).toBe(false);
+    expect(SERVING_STATES.has('running_build_failed')).toBe(true);
+  });
+
   it('reads log lines as objects or strings', () => {
     expect(logLineText('plain')).toBe('plain');
-    expect(logLineText({ text: 'from stderr', source: 'stderr' })).toBe('from stderr');
-    expect(logLineText({ seq: 3, time: 1, source: 'gateway', text: 'revision 2 is serving' })).toBe(
-      '[gateway] revision 2 is serving'
+    expect(logLineText({ text: 'from stderr', source: 'stderr' })).toBe(
+      'from stderr'
     );
+    expect(
+      logLineText({
+        seq: 3,
+        time: 1,
+        source: 'gateway',
+        text: 'revision 2 is serving'
+      })
+    ).toBe('[gateway] revision 2 is serving');
   });
 
   it('turns error bodies into messages', () => {
-    expect(errorMessage({ error: 'no such endpoint', error_type: 'not_found' }, 404)).toBe(
-      'no such endpoint (not_found)'
-    );
+    expect(
+      errorMessage({ error: 'no such endpoint', error_type: 'not_found' }, 404)
+    ).toBe('no such endpoint (not_found)');
     expect(errorMessage(null, 502)).toBe('HTTP 502');
   });
 });
 
 describe('curl', () => {
   it('quotes for a POSIX shell', () => {
-    expect(shellQuote('http://127.0.0.1:8080/hello')).toBe('http://127.0.0.1:8080/hello');
-    expect(shellQuote("it's")).toBe(`'it'\\''s'`);
-    expect(shellQuote('a b')).toBe(`'a b'`);
+    expect(shellQuote('http://127.0.0.1:8080/hello')).toBe(
+      'http://127.0.0.1:8080/hello'
+    );
+    expect(shellQuote("it's")).toBe("'it'\\''s'");
+    expect(shellQuote('a b')).toBe("'a b'");
   });
 
   it('writes a plain GET without -X', () => {
-    expect(curlCommand({ method: 'GET', url: 'http://127.0.0.1:8080/hello' })).toBe(
-      'curl http://127.0.0.1:8080/hello'
-    );
+    expect(
+      curlCommand({ method: 'GET', url: 'http://127.0.0.1:8080/hello' })
+    ).toBe('curl http://127.0.0.1:8080/hello');
   });
 
   it('writes method, headers and body, and turns globbing off for {params}', () => {
@@ -280,23 +333,27 @@ describe('curl', () => {
       method: 'post',
       url: 'http://127.0.0.1:8080/users/{id}?q=a&b=1',
       headers: [['Content-Type', 'application/json']],
-      body: `{"name": "O'Neil"}`
+      body: '{"name": "O\'Neil"}'
     });
     expect(cmd).toBe(
-      `curl --globoff -X POST 'http://127.0.0.1:8080/users/{id}?q=a&b=1' ` +
-        `-H 'Content-Type: application/json' --data-raw '{"name": "O'\\''Neil"}'`
+      "curl --globoff -X POST 'http://127.0.0.1:8080/users/{id}?q=a&b=1' " +
+        "-H 'Content-Type: application/json' --data-raw '{\"name\": \"O'\\''Neil\"}'"
     );
   });
 
   it('uses --head for HEAD', () => {
-    expect(curlCommand({ method: 'HEAD', url: 'http://h/x' })).toBe('curl --head http://h/x');
+    expect(curlCommand({ method: 'HEAD', url: 'http://h/x' })).toBe(
+      'curl --head http://h/x'
+    );
   });
 
   it('builds URLs from the gateway URL or a base', () => {
-    expect(endpointUrl({ url: 'http://127.0.0.1:9/hello', path: '/hello' })).toBe(
-      'http://127.0.0.1:9/hello'
+    expect(
+      endpointUrl({ url: 'http://127.0.0.1:9/hello', path: '/hello' })
+    ).toBe('http://127.0.0.1:9/hello');
+    expect(endpointUrl({ url: null, path: '/hello' }, 'http://h:1/')).toBe(
+      'http://h:1/hello'
     );
-    expect(endpointUrl({ url: null, path: '/hello' }, 'http://h:1/')).toBe('http://h:1/hello');
   });
 });
 
@@ -321,21 +378,43 @@ describe('request builder helpers', () => {
       errors: []
     });
     expect(parseHeaders('no colon here\nBad Name: x').errors).toEqual([
-      'line 1: expected "Name: value"',
-      'line 2: expected "Name: value"'
+      { line: 1 },
+      { line: 2 }
     ]);
+  });
+
+  it('finds the content type and credential headers as typed', () => {
+    const { headers } = parseHeaders(
+      'content-type: text/csv\nAuthorization: Bearer x\nCookie: a=1'
+    );
+    expect(contentTypeOf(headers)).toBe('text/csv');
+    expect(contentTypeOf([])).toBeNull();
+    expect(sensitiveHeaders(headers)).toEqual(['Authorization', 'Cookie']);
   });
 
   it('validates JSON bodies with a line and column', () => {
     expect(checkJson('')).toEqual({ ok: true, message: null });
     expect(checkJson('{"a": [1, 2]}')).toEqual({ ok: true, message: null });
     const bad = checkJson('{\n  "a": 1,\n  oops\n}');
-    expect(bad).toEqual({ ok: false, message: 'line 3, column 3: expected a quoted key, unexpected "o"' });
-    expect(checkJson('{"a": }').message).toBe('line 1, column 7: unexpected "}"');
+    expect(bad).toEqual({
+      ok: false,
+      message: 'line 3, column 3: expected a quoted key, unexpected "o"'
+    });
+    expect(checkJson('{"a": }').message).toBe(
+      'line 1, column 7: unexpected "}"'
+    );
   });
 
   it('finds JSON errors where JSON.parse does, whatever the engine says', () => {
-    const valid = ['0', '-1.5e3', '"\\u00e9\\n"', '[]', '{}', '[1, [true, false, null], {"a": {"b": "c"}}]', ' {"x" : 1 } '];
+    const valid = [
+      '0',
+      '-1.5e3',
+      '"\\u00e9\\n"',
+      '[]',
+      '{}',
+      '[1, [true, false, null], {"a": {"b": "c"}}]',
+      ' {"x" : 1 } '
+    ];
     for (const text of valid) {
       expect(findJsonError(text), text).toBeNull();
       expect(() => JSON.parse(text)).not.toThrow();
@@ -389,19 +468,5 @@ describe('request builder helpers', () => {
     }
     expect(history).toHaveLength(5);
     expect(history[0].path).toBe('/29');
-  });
-});
-
-describe('parseSSE', () => {
-  it('splits complete events and keeps the rest', () => {
-    const parsed = parseSSE(
-      ': keep-alive\n\ndata: {"type":"state"}\n\nid: 2\ndata: {"a":\ndata: 1}\n\ndata: {"par'
-    );
-    expect(parsed.events).toEqual(['{"type":"state"}', '{"a":\n1}']);
-    expect(parsed.rest).toBe('data: {"par');
-  });
-
-  it('accepts CRLF line endings', () => {
-    expect(parseSSE('data: x\r\n\r\n').events).toEqual(['x']);
   });
 });

@@ -67,7 +67,11 @@ describe('rustHandlerParser', () => {
     expect(lines[3]).toContainEqual(['fn', 'keyword']);
     expect(lines[3]).toContainEqual(['handle', 'def']);
     expect(lines[4]).toEqual([['// a comment', 'comment']]);
-    expect(lines[5].some(([word, style]) => style === 'string' && word.includes('id'))).toBe(true);
+    expect(
+      lines[5].some(
+        ([word, style]) => style === 'string' && word.includes('id')
+      )
+    ).toBe(true);
     expect(lines[5]).toContainEqual(['42', 'number']);
   });
 
@@ -80,7 +84,10 @@ describe('rustHandlerParser', () => {
 
 describe('rustHandlerHighlighting', () => {
   function stateFor(doc: string) {
-    return EditorState.create({ doc, extensions: [rustHandlerHighlighting(doc)] });
+    return EditorState.create({
+      doc,
+      extensions: [rustHandlerHighlighting(doc)]
+    });
   }
 
   it('applies the Rust handler language to a handler cell', () => {
@@ -94,7 +101,9 @@ describe('rustHandlerHighlighting', () => {
   it('switches when the first line is edited into or out of the magic', () => {
     let state = stateFor('fn main() {}');
     expect(state.facet(language)).toBeNull();
-    state = state.update({ changes: { from: 0, insert: '%%rust_handler GET /x\n' } }).state;
+    state = state.update({
+      changes: { from: 0, insert: '%%rust_handler GET /x\n' }
+    }).state;
     expect(state.facet(language)).toBe(rustHandlerLanguage);
     state = state.update({ changes: { from: 0, to: 2 } }).state;
     expect(state.facet(language)).toBeNull();
@@ -108,7 +117,10 @@ describe('rustHandlerHighlighting', () => {
 
   it('wins over a language set by the editor itself', async () => {
     const { StreamLanguage } = await import('@codemirror/language');
-    const other = StreamLanguage.define({ name: 'other', token: s => (s.skipToEnd(), null) });
+    const other = StreamLanguage.define({
+      name: 'other',
+      token: s => (s.skipToEnd(), null)
+    });
     const state = EditorState.create({
       doc: CELL,
       extensions: [other, rustHandlerHighlighting(CELL)]

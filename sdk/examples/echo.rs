@@ -8,7 +8,8 @@ use rust_edge_gateway_sdk::prelude::*;
 
 fn handle(req: Request) -> Response {
     if req.query.contains_key("meta") {
-        let query_all: JsonValue = req.query.keys().map(|k| (k.clone(), json!(req.query_all(k)))).collect();
+        let query_all: JsonValue =
+            req.query.keys().map(|k| (k.clone(), json!(req.query_all(k)))).collect();
         let headers_all: JsonValue =
             req.headers.keys().map(|k| (k.clone(), json!(req.header_all(k)))).collect();
         return Response::ok(json!({
@@ -24,10 +25,8 @@ fn handle(req: Request) -> Response {
             "body_len": req.body_bytes().len(),
         }));
     }
-    let content_type = req
-        .content_type()
-        .cloned()
-        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let content_type =
+        req.content_type().cloned().unwrap_or_else(|| "application/octet-stream".to_owned());
     Response::binary(200, req.body_bytes(), content_type)
 }
 

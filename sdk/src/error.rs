@@ -1,14 +1,30 @@
-//! `HandlerError`: the one error type of a handler, with its HTTP status and JSON body.
+//! `HandlerError`: the one error type of a handler, with its HTTP status and JSON body, and
+//! the rule for what a client may see of a server-side failure.
 
+use std::cell::RefCell;
+use std::error::Error as StdError;
 use std::fmt;
+use std::io;
+use std::sync::OnceLock;
 
 use crate::response::Response;
 
+/// The environment variable that lets 5xx details reach the client (`1`, `true`, `yes`, `on`).
+pub const EXPOSE_ERRORS_ENV: &str = "EDGEBOOK_EXPOSE_ERRORS";
+
 /// An error a handler can return; each variant maps to an HTTP status code.
 ///
-/// The client receives `{"error": "<Display text>"}` with [`HandlerError::status_code`].
-/// `?` works on `serde_json` errors ([`HandlerError::SerializationError`]), and any
-/// `HandlerError` converts into a [`Response`].
+/// For a 4xx the client receives `{"error": "<Display text>"}` with
+/// [`HandlerError::status_code`]. For a 5xx the Display text (SQL errors, panic messages,
+/// connection details) is written to stderr, which is the endpoint's log, and the client
+/// receives only the status's reason, such as `{"error":"Internal Server Error"}`; setting
+/// `EDGEBOOK_EXPOSE_ERRORS=1` in the worker's environment sends the details to the client
+/// too, for development (see [`HandlerError::to_response`]).
+///
+/// `?` converts `serde_json` errors ([`HandlerError::SerializationError`], 500) and
+/// `std::io::Error` ([`HandlerError::Other`], 500); [`HandlerError::other`] wraps any error.
+/// Client input that fails to parse should go through [`crate::Request::json`] or
+/// [`crate::Json`], which answer 400. Any `HandlerError` converts into a [`Response`].
 ///
 /// # Examples
 ///
@@ -59,6 +75,9 @@ pub enum HandlerError {
     Internal(String),
     /// 503, `Service unavailable: {0}`.
     ServiceUnavailable(String),
+    /// 500, `Internal error: {0}`: any other error, kept as the [`source`](StdError::source)
+    /// (made by [`HandlerError::other`] and by `?` on `std::io::Error`).
+    Other(Box<dyn StdError + Send + Sync + 'static>),
 }
 
 impl HandlerError {
@@ -72,6 +91,7 @@ impl HandlerError {
     /// assert_eq!(HandlerError::NotFound.status_code(), 404);
     /// assert_eq!(HandlerError::ServiceUnavailable("db".into()).status_code(), 503);
     /// ```
+    #[must_use]
     pub fn status_code(&self) -> u16 {
         match self {
             HandlerError::BadRequest(_) | HandlerError::ValidationError(_) => 400,
@@ -88,11 +108,37 @@ impl HandlerError {
             | HandlerError::RedisError(_)
             | HandlerError::StorageError(_)
             | HandlerError::InternalError(_)
-            | HandlerError::Internal(_) => 500,
+            | HandlerError::Internal(_)
+            | HandlerError::Other(_) => 500,
         }
     }
 
-    /// The response a client receives for this error: JSON `{"error": "<Display text>"}`.
+    /// Wraps any error as a 500 whose [`source`](StdError::source) is `err`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::error::Error;
+    /// use edgebook_sdk::HandlerError;
+    ///
+    /// let parse = "x".parse::<u8>().unwrap_err();
+    /// let err = HandlerError::other(parse);
+    /// assert_eq!(err.status_code(), 500);
+    /// assert_eq!(err.to_string(), "Internal error: invalid digit found in string");
+    /// assert!(err.source().is_some());
+    /// ```
+    pub fn other(err: impl StdError + Send + Sync + 'static) -> Self {
+        HandlerError::Other(Box::new(err))
+    }
+
+    /// The response a client receives for this error.
+    ///
+    /// A 4xx answers `{"error": "<Display text>"}`. A 5xx writes its Display text (and the
+    /// chain of sources) to stderr, the endpoint's log, and answers only the status's reason,
+    /// `{"error": "Internal Server Error"}` or `{"error": "Service Unavailable"}`, unless
+    /// details are exposed: `EDGEBOOK_EXPOSE_ERRORS=1` in the worker's environment (a
+    /// development setting) gives 5xx the detailed body of
+    /// [`HandlerError::detailed_response`] as well.
     ///
     /// # Examples
     ///
@@ -102,10 +148,112 @@ impl HandlerError {
     /// let response = HandlerError::Conflict("id taken".into()).to_response();
     /// assert_eq!(response.status, 409);
     /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"Conflict: id taken"}"#));
+    ///
+    /// # if std::env::var_os("EDGEBOOK_EXPOSE_ERRORS").is_none() {
+    /// let response = HandlerError::DatabaseError("no such table: pets".into()).to_response();
+    /// assert_eq!(response.status, 500);
+    /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"Internal Server Error"}"#));
+    /// # }
     /// ```
+    #[must_use]
     pub fn to_response(&self) -> Response {
+        let status = self.status_code();
+        if status < 500 {
+            return self.detailed_response();
+        }
+        log_detail(self);
+        if expose_details() {
+            self.detailed_response()
+        } else {
+            Response::json(status, serde_json::json!({ "error": reason(status) }))
+        }
+    }
+
+    /// `{"error": "<Display text>"}` with the status, whatever the status: the original
+    /// SDK's response, for a caller that decides itself what a client may see.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use edgebook_sdk::HandlerError;
+    ///
+    /// let response = HandlerError::DatabaseError("locked".into()).detailed_response();
+    /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"Database error: locked"}"#));
+    /// ```
+    #[must_use]
+    pub fn detailed_response(&self) -> Response {
         Response::json(self.status_code(), serde_json::json!({ "error": self.to_string() }))
     }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
+}
+
+/// One line on stderr: the status, the request (when known), the Display text and sources.
+fn log_detail(err: &HandlerError) {
+    let mut line = format!("edgebook handler: {}", err.status_code());
+    CONTEXT.with(|context| {
+        if let Some(id) = &context.borrow().request_id {
+            line.push_str(&format!(" for request {id}"));
+        }
+    });
+    line.push_str(&format!(": {err}"));
+    let mut source = err.source();
+    // `Other` displays its source already; start the chain below it.
+    if matches!(err, HandlerError::Other(_)) {
+        source = source.and_then(StdError::source);
+    }
+    while let Some(cause) = source {
+        line.push_str(&format!(": caused by: {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{line}");
+}
+
+/// What the worker loop knows about the request whose handler is running on this thread.
+#[derive(Default)]
+struct ErrorContext {
+    request_id: Option<String>,
+    expose: Option<bool>,
+}
+
+thread_local! {
+    static CONTEXT: RefCell<ErrorContext> = RefCell::new(ErrorContext::default());
+}
+
+/// Runs `f` with the request id in 5xx log lines and `expose` deciding whether 5xx details
+/// reach the client (the worker loop's [`crate::ipc::Config::expose_errors`]).
+pub(crate) fn in_request<T>(request_id: &str, expose: bool, f: impl FnOnce() -> T) -> T {
+    struct Restore(ErrorContext);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = std::mem::take(&mut self.0);
+            CONTEXT.with(|context| *context.borrow_mut() = previous);
+        }
+    }
+    let current = ErrorContext { request_id: Some(request_id.to_owned()), expose: Some(expose) };
+    let _restore = Restore(CONTEXT.with(|context| context.replace(current)));
+    f()
+}
+
+/// Whether 5xx details go to the client: the worker loop's setting while a handler runs,
+/// else [`EXPOSE_ERRORS_ENV`] (read once).
+fn expose_details() -> bool {
+    CONTEXT.with(|context| context.borrow().expose).unwrap_or_else(|| {
+        static FROM_ENV: OnceLock<bool> = OnceLock::new();
+        *FROM_ENV.get_or_init(expose_errors_from_env)
+    })
+}
+
+/// Whether [`EXPOSE_ERRORS_ENV`] asks for details: `1`, `true`, `yes` or `on`.
+pub(crate) fn expose_errors_from_env() -> bool {
+    std::env::var(EXPOSE_ERRORS_ENV).is_ok_and(|value| {
+        matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+    })
 }
 
 impl fmt::Display for HandlerError {
@@ -129,16 +277,24 @@ impl fmt::Display for HandlerError {
                 write!(f, "Internal error: {m}")
             }
             HandlerError::ServiceUnavailable(m) => write!(f, "Service unavailable: {m}"),
+            HandlerError::Other(e) => write!(f, "Internal error: {e}"),
         }
     }
 }
 
-impl std::error::Error for HandlerError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl StdError for HandlerError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             HandlerError::SerializationError(e) => Some(e),
+            HandlerError::Other(e) => Some(e.as_ref()),
             _ => None,
         }
+    }
+}
+
+impl From<io::Error> for HandlerError {
+    fn from(err: io::Error) -> Self {
+        HandlerError::Other(Box::new(err))
     }
 }
 

@@ -1,17 +1,26 @@
-//! What a request frame carries beyond the original `Request` fields, kept per request id.
+//! What a request frame carries beyond the original `Request` fields, kept per request.
 //!
 //! `Request`'s public fields must stay exactly the original's, so the exact body bytes of a
-//! base64 body and the all-values maps of repeated query keys and headers live here. The
+//! binary body and the all-values maps of repeated query keys and headers live here. The
 //! worker loop fills an entry when it decodes a request frame and removes it once the
 //! response to that request has been written.
+//!
+//! An entry is found by request id and must match a fingerprint of the request's own fields
+//! (method, path, query, headers, body): a clone kept past its response, or another request
+//! that reuses the id (clients may choose `X-Request-Id`), never gets this entry's data.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
+
+use crate::request::Request;
 
 /// The extra data of one request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct RequestExtras {
-    /// The exact body bytes, when the body arrived base64-encoded.
+    /// The exact body bytes, when `body` alone cannot give them: a binary body, or a text
+    /// body that contains U+FFFD (which is what a binary body's rendering contains).
     pub body: Option<Vec<u8>>,
     /// Every value of every query key, when some key repeated.
     pub query_all: Option<HashMap<String, Vec<String>>>,
@@ -25,16 +34,37 @@ impl RequestExtras {
     }
 }
 
-static TABLE: Mutex<BTreeMap<String, RequestExtras>> = Mutex::new(BTreeMap::new());
+struct Entry {
+    fingerprint: u64,
+    extras: RequestExtras,
+}
 
-fn table() -> MutexGuard<'static, BTreeMap<String, RequestExtras>> {
+static TABLE: Mutex<BTreeMap<String, Entry>> = Mutex::new(BTreeMap::new());
+
+fn table() -> MutexGuard<'static, BTreeMap<String, Entry>> {
     TABLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A hash of the fields a handler sees; maps are hashed independently of their order.
+fn fingerprint(request: &Request) -> u64 {
+    fn unordered(map: &HashMap<String, String>) -> u64 {
+        map.iter().fold(0u64, |sum, entry| {
+            let mut hasher = DefaultHasher::new();
+            entry.hash(&mut hasher);
+            sum.wrapping_add(hasher.finish())
+        })
+    }
+    let mut hasher = DefaultHasher::new();
+    (&request.method, &request.path, &request.body).hash(&mut hasher);
+    (unordered(&request.query), unordered(&request.headers)).hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Records the extras of a request (nothing is stored when there are none).
-pub(crate) fn insert(request_id: &str, extras: RequestExtras) {
+pub(crate) fn insert(request: &Request, extras: RequestExtras) {
     if !extras.is_empty() {
-        table().insert(request_id.to_owned(), extras);
+        let entry = Entry { fingerprint: fingerprint(request), extras };
+        table().insert(request.request_id.clone(), entry);
     }
 }
 
@@ -43,7 +73,12 @@ pub(crate) fn remove(request_id: &str) {
     table().remove(request_id);
 }
 
-/// Runs `f` on the extras of a request, if it has any.
-pub(crate) fn with<T>(request_id: &str, f: impl FnOnce(&RequestExtras) -> Option<T>) -> Option<T> {
-    table().get(request_id).and_then(f)
+/// Runs `f` on the extras of this very request, if it has any and has not been answered.
+pub(crate) fn with<T>(request: &Request, f: impl FnOnce(&RequestExtras) -> Option<T>) -> Option<T> {
+    let table = table();
+    let entry = table.get(&request.request_id)?;
+    if entry.fingerprint != fingerprint(request) {
+        return None;
+    }
+    f(&entry.extras)
 }

@@ -1,7 +1,10 @@
 //! The frames of the worker protocol (docs/protocol.md): reading, checking and writing them.
 //!
 //! A frame is a 4-byte big-endian length `N` then `N` bytes of UTF-8 JSON whose top level
-//! is an object. Nothing here knows about handlers; [`crate::ipc`] builds the worker loop on it.
+//! is an object. A *binary body frame* (negotiated: see [`Ready::binary_body`]) says
+//! `"body_encoding": "binary"` and `"body_length": L` in its JSON, and the body's `L` raw
+//! bytes follow the JSON ([`RequestFrame::body_bytes`], [`ResponseFrame::body_bytes`]).
+//! Nothing here knows about handlers; [`crate::ipc`] builds the worker loop on it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,6 +27,8 @@ pub enum BodyEncoding {
     Utf8,
     /// The string is standard base64 (with padding) of the body bytes.
     Base64,
+    /// No string: the body's raw bytes follow the frame's JSON (`body_length` of them).
+    Binary,
 }
 
 /// The first frame a worker writes.
@@ -37,6 +42,10 @@ pub struct Ready {
     pub sdk_version: String,
     /// The worker's process id.
     pub pid: u32,
+    /// The worker reads and writes binary body frames (only when the gateway offered them
+    /// with `EDGEBOOK_BINARY_BODY=1`); absent means no.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary_body: bool,
 }
 
 impl Ready {
@@ -49,12 +58,14 @@ impl Ready {
     /// assert_eq!(ready.protocol, 1);
     /// assert_eq!(ready.pid, std::process::id());
     /// ```
+    #[must_use]
     pub fn current() -> Self {
         Ready {
             protocol: PROTOCOL_VERSION,
             sdk: env!("CARGO_PKG_NAME").to_owned(),
             sdk_version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
+            binary_body: false,
         }
     }
 }
@@ -90,6 +101,12 @@ pub struct RequestFrame {
     /// Encoding of `body`; absent means UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_encoding: Option<BodyEncoding>,
+    /// Length of the raw body after the JSON, for `body_encoding` `binary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_length: Option<u64>,
+    /// The raw body of a binary body frame.
+    #[serde(skip)]
+    pub body_bytes: Option<Vec<u8>>,
     /// Peer address.
     #[serde(default)]
     pub client_ip: Option<String>,
@@ -105,15 +122,25 @@ pub struct ResponseFrame {
     pub request_id: String,
     /// HTTP status.
     pub status: u16,
-    /// Headers.
+    /// Headers; for a header with several values the last one.
     #[serde(default)]
     pub headers: HashMap<String, String>,
+    /// Every header as `[name, value]` pairs, in order; present only when some header has
+    /// several values, and then holding every header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_all: Option<Vec<(String, String)>>,
     /// Body text or base64, or `None`.
     #[serde(default)]
     pub body: Option<String>,
     /// Encoding of `body`; absent means UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_encoding: Option<BodyEncoding>,
+    /// Length of the raw body after the JSON, for `body_encoding` `binary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_length: Option<u64>,
+    /// The raw body of a binary body frame.
+    #[serde(skip)]
+    pub body_bytes: Option<Vec<u8>>,
 }
 
 /// A worker's request to run an operation on a bound service.
@@ -188,6 +215,7 @@ pub enum Frame {
 
 impl Frame {
     /// The `"type"` of this frame.
+    #[must_use]
     pub fn type_name(&self) -> &'static str {
         match self {
             Frame::Ready(_) => "ready",
@@ -241,6 +269,7 @@ impl Frame {
     }
 
     /// The frame as a JSON value, with its `"type"` (except an untyped request).
+    #[must_use]
     pub fn to_value(&self) -> Value {
         let value = match self {
             Frame::Ready(f) => serde_json::to_value(f),
@@ -255,21 +284,104 @@ impl Frame {
         if let (Value::Object(map), false) = (&mut value, untyped) {
             map.insert("type".to_owned(), Value::String(self.type_name().to_owned()));
         }
+        if let (Value::Object(map), Some(_)) = (&mut value, self.binary_body_length()) {
+            map.remove("body"); // the body follows the JSON
+        }
         value
     }
 
     /// The canonical payload bytes (sorted keys, compact, raw UTF-8).
+    #[must_use]
     pub fn to_payload(&self) -> Vec<u8> {
         serde_json::to_vec(&self.to_value()).expect("a JSON value always serializes")
     }
 
-    /// The complete frame: length prefix and canonical payload.
+    /// The complete frame: length prefix and canonical payload (then the raw body, for a
+    /// binary body frame).
+    ///
+    /// The length is not checked; a payload over 4 GiB gets a wrong prefix. What is sent
+    /// to a peer goes through [`Frame::encode_within`].
+    #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let payload = self.to_payload();
-        let mut out = Vec::with_capacity(payload.len() + 4);
+        let body = self.body_bytes().unwrap_or_default();
+        let mut out = Vec::with_capacity(payload.len() + 4 + body.len());
+        // A length over u32::MAX is refused by `encode_within`; `encode` documents the wrap.
         out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         out.extend_from_slice(&payload);
+        out.extend_from_slice(body);
         out
+    }
+
+    /// The complete frame, refused when it (its payload and, for a binary body frame, the
+    /// raw body after it) is over `max_frame` bytes (the limit the receiving side enforces)
+    /// or the payload does not fit the 4-byte length.
+    ///
+    /// # Errors
+    ///
+    /// `Oversized` with the frame's length.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use edgebook_sdk::frame::{Frame, FrameError, Ready};
+    ///
+    /// let ready = Frame::Ready(Ready::current());
+    /// assert!(ready.encode_within(1024).is_ok());
+    /// assert!(matches!(ready.encode_within(10), Err(FrameError::Oversized { max: 10, .. })));
+    /// ```
+    pub fn encode_within(&self, max_frame: usize) -> Result<Vec<u8>, FrameError> {
+        let payload_len = self.to_payload().len();
+        let body_len = self.body_bytes().map_or(0, <[u8]>::len);
+        let max = max_frame.min(u32::MAX as usize);
+        let length = payload_len + body_len;
+        if length > max || payload_len > u32::MAX as usize {
+            return Err(FrameError::Oversized { length: length as u64, max });
+        }
+        Ok(self.encode())
+    }
+
+    /// The raw body that follows the JSON of a binary body frame.
+    #[must_use]
+    pub fn body_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Frame::Request(RequestFrame {
+                body_encoding: Some(BodyEncoding::Binary),
+                body_bytes,
+                ..
+            })
+            | Frame::Response(ResponseFrame {
+                body_encoding: Some(BodyEncoding::Binary),
+                body_bytes,
+                ..
+            }) => body_bytes.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn set_body_bytes(&mut self, bytes: Vec<u8>) {
+        match self {
+            Frame::Request(f) => f.body_bytes = Some(bytes),
+            Frame::Response(f) => f.body_bytes = Some(bytes),
+            _ => {}
+        }
+    }
+
+    /// For a binary body frame, how many raw bytes follow its JSON.
+    fn binary_body_length(&self) -> Option<Option<u64>> {
+        match self {
+            Frame::Request(RequestFrame {
+                body_encoding: Some(BodyEncoding::Binary),
+                body_length,
+                ..
+            })
+            | Frame::Response(ResponseFrame {
+                body_encoding: Some(BodyEncoding::Binary),
+                body_length,
+                ..
+            }) => Some(*body_length),
+            _ => None,
+        }
     }
 }
 
@@ -303,6 +415,7 @@ pub enum FrameError {
 
 impl FrameError {
     /// The error's kind, as named in docs/protocol.md and tests/vectors/invalid/manifest.json.
+    #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
             FrameError::Truncated(_) => "truncated",
@@ -336,7 +449,14 @@ impl fmt::Display for FrameError {
     }
 }
 
-impl std::error::Error for FrameError {}
+impl std::error::Error for FrameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FrameError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Checks a payload's UTF-8 and JSON and that it is an object.
 ///
@@ -418,10 +538,29 @@ pub fn read_frame<R: Read + ?Sized>(
     reader: &mut R,
     max_frame: usize,
 ) -> Result<Option<Frame>, FrameError> {
-    match read_payload(reader, max_frame)? {
-        Some(payload) => Frame::decode(&payload).map(Some),
-        None => Ok(None),
+    let payload = match read_payload(reader, max_frame)? {
+        Some(payload) => payload,
+        None => return Ok(None),
+    };
+    let mut frame = Frame::decode(&payload)?;
+    if let Some(length) = frame.binary_body_length() {
+        let length = length.ok_or_else(|| {
+            FrameError::Invalid("binary body frame without body_length".to_owned())
+        })?;
+        let total = payload.len() as u64 + length;
+        if total > max_frame as u64 {
+            return Err(FrameError::Oversized { length: total, max: max_frame });
+        }
+        let mut body = vec![0u8; length as usize];
+        let got = read_full(reader, &mut body)?;
+        if got < body.len() {
+            return Err(FrameError::Truncated(format!(
+                "stream ended after {got} of {length} body bytes"
+            )));
+        }
+        frame.set_body_bytes(body);
     }
+    Ok(Some(frame))
 }
 
 /// Writes one frame (not flushed).

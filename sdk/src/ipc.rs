@@ -5,7 +5,7 @@
 //! stdout to stderr) and exits with the status docs/protocol.md prescribes.
 
 use std::any::Any;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -14,15 +14,19 @@ use std::sync::Mutex;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::error::HandlerError;
+use crate::error::{self, HandlerError};
 use crate::extras::{self, RequestExtras};
 use crate::frame::{
     self, BodyEncoding, Frame, FrameError, Ready, RequestFrame, ResponseFrame, ServiceCall,
     ServiceReply, DEFAULT_MAX_FRAME,
 };
+
+/// Set to `1` by a gateway that reads and writes binary body frames.
+pub const BINARY_BODY_ENV: &str = "EDGEBOOK_BINARY_BODY";
 use crate::request::Request;
 use crate::response::{IntoResponse, Response, BODY_ENCODING_HEADER};
 use crate::services::{self, ServiceChannel};
+use crate::stdio::{ProtocolReader, ProtocolWriter};
 
 /// Settings of the worker loop.
 ///
@@ -31,23 +35,27 @@ use crate::services::{self, ServiceChannel};
 /// ```
 /// use edgebook_sdk::ipc::Config;
 ///
-/// let config = Config { max_frame: 1 << 20 };
+/// let config = Config { max_frame: 1 << 20, expose_errors: true };
 /// assert!(config.max_frame < Config::default().max_frame);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
-    /// Largest frame accepted from the gateway, in bytes.
+    /// Largest frame accepted from the gateway, and sent to it, in bytes.
     pub max_frame: usize,
+    /// Whether a 5xx response carries the error's details to the client (development);
+    /// otherwise they go to stderr only (see [`HandlerError::to_response`]).
+    pub expose_errors: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_frame: DEFAULT_MAX_FRAME }
+        Config { max_frame: DEFAULT_MAX_FRAME, expose_errors: false }
     }
 }
 
 impl Config {
-    /// The defaults, with `max_frame` from `EDGEBOOK_MAX_FRAME` when it is set.
+    /// The defaults, with `max_frame` from `EDGEBOOK_MAX_FRAME` when it is set and
+    /// `expose_errors` from `EDGEBOOK_EXPOSE_ERRORS` (`1`, `true`, `yes` or `on`).
     ///
     /// An unparsable value keeps the default and says so on stderr.
     ///
@@ -57,8 +65,10 @@ impl Config {
     /// let config = edgebook_sdk::ipc::Config::from_env();
     /// assert!(config.max_frame > 0);
     /// ```
+    #[must_use]
     pub fn from_env() -> Self {
-        let mut config = Config::default();
+        let mut config =
+            Config { expose_errors: crate::error::expose_errors_from_env(), ..Config::default() };
         if let Ok(text) = std::env::var("EDGEBOOK_MAX_FRAME") {
             match text.trim().parse::<usize>() {
                 Ok(max) if max > 0 => config.max_frame = max,
@@ -92,6 +102,7 @@ impl WorkerError {
     ///
     /// assert_eq!(WorkerError::Protocol(FrameError::Empty).exit_code(), 2);
     /// ```
+    #[must_use]
     pub fn exit_code(&self) -> i32 {
         match self {
             WorkerError::Protocol(FrameError::Oversized { .. }) => 3,
@@ -112,7 +123,14 @@ impl fmt::Display for WorkerError {
     }
 }
 
-impl std::error::Error for WorkerError {}
+impl std::error::Error for WorkerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WorkerError::Protocol(e) => Some(e),
+            WorkerError::StdoutClosed(e) => Some(e),
+        }
+    }
+}
 
 impl From<FrameError> for WorkerError {
     fn from(err: FrameError) -> Self {
@@ -140,7 +158,7 @@ impl From<FrameError> for WorkerError {
 ///     request_id: "r1".into(), method: "GET".into(), path: "/".into(),
 ///     query: Default::default(), query_all: None, headers: Default::default(),
 ///     headers_all: None, params: Default::default(), body: None, body_encoding: None,
-///     client_ip: None, untyped: false,
+///     body_length: None, body_bytes: None, client_ip: None, untyped: false,
 /// };
 /// let input = Frame::Request(request).encode();
 /// let mut output = Vec::new();
@@ -182,7 +200,7 @@ where
     O: IntoResponse,
 {
     let mut link = Link::new(reader, writer, config);
-    link.send(&Frame::Ready(Ready::current()))?;
+    link.send_ready()?;
     while let Some(request) = link.next_request()? {
         let id = request.request_id.clone();
         let response = link.answer(request, &mut handler);
@@ -193,8 +211,9 @@ where
 
 /// Runs `handler` as a worker on stdin/stdout and exits; what the handler macros call.
 ///
-/// On unix the handler's own stdout (`println!`) is moved to stderr first, so it cannot
-/// corrupt the frames. Exit status 0 at a clean end of input, otherwise as in
+/// On unix the protocol takes close-on-exec copies of stdin and stdout first; then fd 1 is
+/// stderr (the handler's `println!` goes to the endpoint's log) and fd 0 is `/dev/null`, so
+/// neither the handler nor a program it starts can read or write the frames. Exit status 0 at a clean end of input, otherwise as in
 /// [`WorkerError::exit_code`], with one line on stderr saying why.
 ///
 /// # Examples
@@ -211,15 +230,8 @@ where
     F: FnMut(Request) -> O,
     O: IntoResponse,
 {
-    let writer = match crate::stdio::protocol_writer() {
-        Ok(writer) => writer,
-        Err(err) => {
-            eprintln!("edgebook worker: cannot set up the protocol stream: {err}");
-            std::process::exit(4);
-        }
-    };
-    let stdin = io::stdin();
-    match run_with(stdin.lock(), writer, handler) {
+    let (reader, writer) = protocol_pipes_or_exit();
+    match run_with(reader, writer, handler) {
         Ok(()) => std::process::exit(0),
         Err(err) => {
             eprintln!("{err}");
@@ -239,17 +251,40 @@ pub(crate) struct Link<R, W> {
     eof: bool,
     /// A fatal error met during a service call, reported once the response is written.
     broken: Option<WorkerError>,
+    /// Response bodies go as binary body frames: the gateway offered them
+    /// (`EDGEBOOK_BINARY_BODY=1`) and the ready frame accepts.
+    binary: bool,
 }
 
 impl<R: Read, W: Write> Link<R, W> {
     pub(crate) fn new(reader: R, writer: W, config: Config) -> Self {
-        Link { reader, writer, config, queue: VecDeque::new(), eof: false, broken: None }
+        let binary = std::env::var(BINARY_BODY_ENV).is_ok_and(|v| v == "1");
+        Link { reader, writer, config, queue: VecDeque::new(), eof: false, broken: None, binary }
     }
 
-    pub(crate) fn send(&mut self, frame: &Frame) -> Result<(), WorkerError> {
-        frame::write_frame(&mut self.writer, frame)
+    /// The ready frame, announcing binary body frames when the gateway offered them.
+    pub(crate) fn send_ready(&mut self) -> Result<(), WorkerError> {
+        let mut ready = Ready::current();
+        ready.binary_body = self.binary;
+        self.send(&Frame::Ready(ready))
+    }
+
+    /// The frame's bytes, or `Oversized` when the gateway would refuse its length.
+    fn encode(&self, frame: &Frame) -> Result<Vec<u8>, FrameError> {
+        frame.encode_within(self.config.max_frame)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), WorkerError> {
+        self.writer
+            .write_all(bytes)
             .and_then(|()| self.writer.flush())
             .map_err(WorkerError::StdoutClosed)
+    }
+
+    /// Writes a frame the SDK itself made (ready); these are always far below any limit.
+    pub(crate) fn send(&mut self, frame: &Frame) -> Result<(), WorkerError> {
+        let bytes = self.encode(frame).map_err(WorkerError::Protocol)?;
+        self.write(&bytes)
     }
 
     /// The next request to answer: a queued one, else one read from the input.
@@ -276,16 +311,35 @@ impl<R: Read, W: Write> Link<R, W> {
         F: FnMut(Request) -> O,
         O: IntoResponse,
     {
-        let mut channel = Channel { link: self, request_id: request.request_id.clone(), calls: 0 };
-        let outcome = services::with_channel(&mut channel, || {
-            catch_unwind(AssertUnwindSafe(|| handler(request).into_response()))
-        });
-        outcome.unwrap_or_else(|panic| panic_response(panic.as_ref()))
+        let id = request.request_id.clone();
+        let expose = self.config.expose_errors;
+        let mut channel = Channel { link: self, request_id: id.clone(), calls: 0 };
+        error::in_request(&id, expose, || {
+            let outcome = services::with_channel(&mut channel, || {
+                catch_unwind(AssertUnwindSafe(|| handler(request).into_response()))
+            });
+            outcome.unwrap_or_else(|panic| panic_response(panic.as_ref()))
+        })
     }
 
     /// Writes the response to request `id` and forgets the request's extras.
+    ///
+    /// A response whose frame would be over the maximum frame size (the gateway would kill
+    /// the worker for it) is replaced by a 500 that says so; the worker keeps serving.
     pub(crate) fn respond(&mut self, id: &str, response: Response) -> Result<(), WorkerError> {
-        let sent = self.send(&Frame::Response(response_frame(id, response)));
+        let bytes = match self.encode(&Frame::Response(response_frame(id, response, self.binary))) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                let refusal = HandlerError::InternalError(format!(
+                    "the handler's response was not sent: its {err}"
+                ));
+                let expose = self.config.expose_errors;
+                let response = error::in_request(id, expose, || refusal.to_response());
+                let frame = Frame::Response(response_frame(id, response, self.binary));
+                self.encode(&frame).map_err(WorkerError::Protocol)?
+            }
+        };
+        let sent = self.write(&bytes);
         extras::remove(id);
         sent?;
         match self.broken.take() {
@@ -323,7 +377,12 @@ impl<R: Read, W: Write> ServiceChannel for Channel<'_, R, W> {
             op: op.to_owned(),
             args,
         };
-        if let Err(err) = self.link.send(&Frame::ServiceCall(call)) {
+        let bytes = self.link.encode(&Frame::ServiceCall(call)).map_err(|err| {
+            HandlerError::PayloadTooLarge(format!(
+                "service call {op} on '{service}' not sent: {err}"
+            ))
+        })?;
+        if let Err(err) = self.link.write(&bytes) {
             return Err(self.fail(err));
         }
         loop {
@@ -338,7 +397,8 @@ impl<R: Read, W: Write> ServiceChannel for Channel<'_, R, W> {
                     return reply_result(reply);
                 }
                 Ok(Some(other)) => {
-                    let err = unexpected(&other, &format!("the reply to service call {}", self.calls));
+                    let err =
+                        unexpected(&other, &format!("the reply to service call {}", self.calls));
                     return Err(self.fail(err.into()));
                 }
                 Ok(None) => {
@@ -363,18 +423,33 @@ impl<R, W> Channel<'_, R, W> {
 
 /// The handler's `Request` for a request frame; its extras go to the side table.
 fn accept(frame: RequestFrame) -> Result<Request, FrameError> {
-    let mut extras = RequestExtras {
-        body: None,
-        query_all: frame.query_all,
-        headers_all: frame.headers_all,
-    };
+    let mut extras =
+        RequestExtras { body: None, query_all: frame.query_all, headers_all: frame.headers_all };
     let body = match (frame.body, frame.body_encoding) {
+        (_, Some(BodyEncoding::Binary)) => match frame.body_bytes {
+            Some(bytes) if !bytes.is_empty() => match String::from_utf8(bytes) {
+                Ok(text) => Some(text),
+                Err(err) => {
+                    let bytes = err.into_bytes();
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    extras.body = Some(bytes);
+                    Some(text)
+                }
+            },
+            _ => None,
+        },
         (Some(encoded), Some(BodyEncoding::Base64)) => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded.as_bytes())
                 .map_err(|e| FrameError::Invalid(format!("request body is not base64: {e}")))?;
             let text = String::from_utf8_lossy(&bytes).into_owned();
             extras.body = Some(bytes);
+            Some(text)
+        }
+        (Some(text), _) if text.contains(char::REPLACEMENT_CHARACTER) => {
+            // Such a body looks like a binary body's rendering: keep its bytes so that
+            // `try_body_bytes` can tell them apart while the request is handled.
+            extras.body = Some(text.clone().into_bytes());
             Some(text)
         }
         (body, _) => body,
@@ -389,12 +464,13 @@ fn accept(frame: RequestFrame) -> Result<Request, FrameError> {
         client_ip: frame.client_ip,
         request_id: frame.request_id,
     };
-    extras::insert(&request.request_id, extras);
+    extras::insert(&request, extras);
     Ok(request)
 }
 
-/// The response frame for a handler's response; a binary body travels as base64.
-fn response_frame(request_id: &str, mut response: Response) -> ResponseFrame {
+/// The response frame for a handler's response: with `binary`, the body's raw bytes follow
+/// the JSON; otherwise a binary body travels as base64.
+fn response_frame(request_id: &str, mut response: Response, binary: bool) -> ResponseFrame {
     let mut encoding = BodyEncoding::Utf8;
     let marker: Vec<String> = response
         .headers
@@ -407,13 +483,65 @@ fn response_frame(request_id: &str, mut response: Response) -> ResponseFrame {
             encoding = BodyEncoding::Base64;
         }
     }
-    ResponseFrame {
+    let (headers, headers_all) = wire_headers(response.headers);
+    let mut frame = ResponseFrame {
         request_id: request_id.to_owned(),
         status: response.status,
-        headers: response.headers,
+        headers,
+        headers_all,
         body: response.body,
         body_encoding: Some(encoding),
+        body_length: None,
+        body_bytes: None,
+    };
+    if binary {
+        let bytes = match (frame.body.take(), encoding) {
+            (Some(text), BodyEncoding::Base64) => {
+                match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
+                    Ok(bytes) => Some(bytes),
+                    Err(_) => {
+                        frame.body = Some(text); // not base64 after all: send it as it is
+                        None
+                    }
+                }
+            }
+            (Some(text), _) => Some(text.into_bytes()),
+            (None, _) => None,
+        };
+        if let Some(bytes) = bytes.filter(|b| !b.is_empty()) {
+            frame.body_encoding = Some(BodyEncoding::Binary);
+            frame.body_length = Some(bytes.len() as u64);
+            frame.body_bytes = Some(bytes);
+        }
     }
+    frame
+}
+
+/// A response frame's `headers` and `headers_all`.
+type WireHeaders = (HashMap<String, String>, Option<Vec<(String, String)>>);
+
+/// `headers` (last value of each) and, when some header has several values (lines of its
+/// map value, see [`Response::append_header`]), `headers_all` with every pair, by name.
+fn wire_headers(headers: HashMap<String, String>) -> WireHeaders {
+    if !headers.values().any(|value| value.contains('\n')) {
+        return (headers, None);
+    }
+    let mut names: Vec<&String> = headers.keys().collect();
+    names.sort();
+    let all: Vec<(String, String)> = names
+        .into_iter()
+        .flat_map(|name| {
+            crate::response::header_lines(&headers[name]).map(|v| (name.clone(), v.to_owned()))
+        })
+        .collect();
+    let last = headers
+        .iter()
+        .map(|(name, value)| {
+            let last = crate::response::header_lines(value).last().unwrap_or_default();
+            (name.clone(), last.to_owned())
+        })
+        .collect();
+    (last, Some(all))
 }
 
 fn panic_response(panic: &(dyn Any + Send)) -> Response {
@@ -445,7 +573,7 @@ fn unexpected(frame: &Frame, wanted: &str) -> FrameError {
 /// The worker state of a handler that writes its own loop with
 /// [`read_request`] and [`send_response`].
 struct Manual {
-    link: Link<io::Stdin, crate::stdio::ProtocolWriter>,
+    link: Link<ProtocolReader, ProtocolWriter>,
     current: Option<String>,
     /// Service calls made so far for the current request.
     calls: u64,
@@ -456,15 +584,20 @@ static MANUAL: Mutex<Option<Manual>> = Mutex::new(None);
 fn with_manual<T>(f: impl FnOnce(&mut Manual) -> T) -> T {
     let mut guard = MANUAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let manual = guard.get_or_insert_with(|| {
-        let writer = crate::stdio::protocol_writer().unwrap_or_else(|err| {
-            eprintln!("edgebook worker: cannot set up the protocol stream: {err}");
-            std::process::exit(4)
-        });
-        let mut link = Link::new(io::stdin(), writer, Config::from_env());
-        exit_on_error(link.send(&Frame::Ready(Ready::current())));
+        let (reader, writer) = protocol_pipes_or_exit();
+        let mut link = Link::new(reader, writer, Config::from_env());
+        exit_on_error(link.send_ready());
+        services::register_fallback(manual_call);
         Manual { link, current: None, calls: 0 }
     });
     f(manual)
+}
+
+fn protocol_pipes_or_exit() -> (ProtocolReader, ProtocolWriter) {
+    crate::stdio::protocol_pipes().unwrap_or_else(|err| {
+        eprintln!("edgebook worker: cannot set up the protocol stream: {err}");
+        std::process::exit(4)
+    })
 }
 
 fn exit_on_error<T>(result: Result<T, WorkerError>) -> T {
@@ -476,7 +609,9 @@ fn exit_on_error<T>(result: Result<T, WorkerError>) -> T {
 
 /// Reads the next request from the gateway, for handlers that write their own loop.
 ///
-/// The first call sets up the worker (moves `println!` to stderr, sends `ready`). Service
+/// The first call sets up the worker (takes stdin and stdout for the protocol as [`run`]
+/// does, sends `ready`). Anything written to stdout before that first call still lands in
+/// the protocol stream and breaks it: log with `eprintln!` before the loop. Service
 /// calls made between `read_request` and [`send_response`] work as in the macros.
 /// A protocol violation ends the process with the status of docs/protocol.md.
 ///
@@ -533,8 +668,9 @@ pub fn send_response(response: Response) -> Result<(), HandlerError> {
     })
 }
 
-/// A service call made outside the macros' loop, on the manual worker's current request.
-pub(crate) fn manual_call(service: &str, op: &str, args: Value) -> Result<Value, HandlerError> {
+/// A service call made outside the macros' loop, on the manual worker's current request;
+/// registered with [`services`] as its fallback when the manual worker starts.
+fn manual_call(service: &str, op: &str, args: Value) -> Result<Value, HandlerError> {
     let mut guard = MANUAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let manual = guard.as_mut().ok_or_else(services::no_channel)?;
     let request_id = manual.current.clone().ok_or_else(services::no_channel)?;

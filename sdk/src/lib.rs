@@ -11,6 +11,8 @@
 //! - [`DbPool`], [`RedisPool`], [`Storage`], [`ObjectStore`]: services bound to the
 //!   endpoint, reached through the gateway (`docs/services.md`).
 //! - [`run_with`]: the worker loop over any reader and writer; [`run`] on the real pipes.
+//! - Feature `http`: `TryFrom`/`From` conversions between [`Request`]/[`Response`] and
+//!   `http::Request<Vec<u8>>`/`http::Response<Vec<u8>>`.
 //!
 //! # Examples
 //!
@@ -28,10 +30,26 @@
 //! handler_loop!(handle);
 //! ```
 
+#![deny(unsafe_op_in_unsafe_fn, missing_docs, rust_2018_idioms, unused_must_use)]
+#![warn(
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::undocumented_unsafe_blocks,
+    clippy::must_use_candidate,
+    rustdoc::broken_intra_doc_links
+)]
+
+mod body;
 mod error;
 mod executor;
 mod extras;
+#[cfg(feature = "http")]
+mod http_types;
+// The wire format and the worker loop's internals: public for the SDK's own tests and
+// tools (`frame_check`), not part of the handler-facing API.
+#[doc(hidden)]
 pub mod frame;
+#[doc(hidden)]
 pub mod ipc;
 mod multipart;
 mod request;
@@ -39,10 +57,11 @@ mod response;
 mod services;
 mod stdio;
 
-pub use error::HandlerError;
+pub use body::{Html, Json};
+pub use error::{HandlerError, EXPOSE_ERRORS_ENV};
 pub use executor::block_on;
 pub use ipc::{read_request, run, run_with, send_response};
-pub use multipart::{MultipartData, MultipartFile};
+pub use multipart::{MultipartData, MultipartFile, MultipartForm};
 pub use request::Request;
 pub use response::{IntoResponse, Response, BODY_ENCODING_HEADER};
 pub use services::{
@@ -69,8 +88,9 @@ pub mod prelude {
         handler_loop, handler_loop_async, handler_loop_async_result, handler_loop_result,
     };
     pub use crate::{
-        read_request, send_response, DbPool, DbResult, EnvVars, HandlerError, MultipartData,
-        MultipartFile, ObjectStore, RedisPool, Request, Response, Storage, StorageType,
+        read_request, send_response, DbPool, DbResult, EnvVars, HandlerError, Html, Json,
+        MultipartData, MultipartFile, ObjectStore, RedisPool, Request, Response, Storage,
+        StorageType,
     };
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::{json, Value as JsonValue};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::HandlerError;
 use crate::extras;
-use crate::multipart::MultipartData;
+use crate::multipart::{MultipartData, MultipartForm};
 
 /// An HTTP request, as the gateway hands it to a handler.
 ///
@@ -16,6 +16,14 @@ use crate::multipart::MultipartData;
 /// Binary bodies arrive intact: `body` then holds a lossy UTF-8 rendering, and
 /// [`Request::body_bytes`] the exact bytes. Values of repeated query keys and headers are
 /// available through [`Request::query_all`] and [`Request::header_all`].
+///
+/// Those extras (exact bytes, all values) are held by the worker for the request being
+/// handled, found by its id and a fingerprint of its fields, and dropped when its response
+/// is sent. A clone kept longer (stored, sent to a thread) keeps every field but loses the
+/// extras: [`Request::try_body_bytes`] then says `None` for a binary body instead of
+/// returning wrong bytes, and `query_all`/`header_all` give the last value only. Another
+/// request that reuses the id never sees this one's extras. Read what you need while
+/// handling the request.
 ///
 /// # Examples
 ///
@@ -105,6 +113,7 @@ impl Request {
     /// let req = Request { query: [("q".to_string(), "rust".to_string())].into(), ..Request::default() };
     /// assert_eq!(req.query_param("q").map(String::as_str), Some("rust"));
     /// ```
+    #[must_use]
     pub fn query_param(&self, key: &str) -> Option<&String> {
         self.query.get(key)
     }
@@ -119,6 +128,7 @@ impl Request {
     /// assert_eq!(req.query_param_as::<u32>("page"), Some(2));
     /// assert_eq!(req.query_param_as::<u32>("limit"), None);
     /// ```
+    #[must_use]
     pub fn query_param_as<T: FromStr>(&self, key: &str) -> Option<T> {
         self.query.get(key).and_then(|v| v.parse().ok())
     }
@@ -152,8 +162,9 @@ impl Request {
     /// assert_eq!(req.query_all("tag"), vec!["a".to_string()]);
     /// assert!(req.query_all("other").is_empty());
     /// ```
+    #[must_use]
     pub fn query_all(&self, key: &str) -> Vec<String> {
-        extras::with(&self.request_id, |e| e.query_all.as_ref().map(|all| all.get(key).cloned()))
+        extras::with(self, |e| e.query_all.as_ref().map(|all| all.get(key).cloned()))
             .unwrap_or_else(|| self.query.get(key).map(|v| vec![v.clone()]))
             .unwrap_or_default()
     }
@@ -167,6 +178,7 @@ impl Request {
     /// let req = Request { params: [("id".to_string(), "42".to_string())].into(), ..Request::default() };
     /// assert_eq!(req.path_param("id").map(String::as_str), Some("42"));
     /// ```
+    #[must_use]
     pub fn path_param(&self, key: &str) -> Option<&String> {
         self.params.get(key)
     }
@@ -180,6 +192,7 @@ impl Request {
     /// let req = Request { params: [("id".to_string(), "42".to_string())].into(), ..Request::default() };
     /// assert_eq!(req.path_param_as::<i64>("id"), Some(42));
     /// ```
+    #[must_use]
     pub fn path_param_as<T: FromStr>(&self, key: &str) -> Option<T> {
         self.params.get(key).and_then(|v| v.parse().ok())
     }
@@ -215,6 +228,7 @@ impl Request {
     /// };
     /// assert_eq!(req.header("Authorization").map(String::as_str), Some("Bearer t"));
     /// ```
+    #[must_use]
     pub fn header(&self, key: &str) -> Option<&String> {
         self.headers.get(key).or_else(|| {
             self.headers
@@ -251,9 +265,10 @@ impl Request {
     /// let req = Request { headers: [("accept".to_string(), "*/*".to_string())].into(), ..Request::default() };
     /// assert_eq!(req.header_all("Accept"), vec!["*/*".to_string()]);
     /// ```
+    #[must_use]
     pub fn header_all(&self, key: &str) -> Vec<String> {
         let lower = key.to_ascii_lowercase();
-        extras::with(&self.request_id, |e| {
+        extras::with(self, |e| {
             e.headers_all.as_ref().map(|all| {
                 all.iter()
                     .find(|(name, _)| name.eq_ignore_ascii_case(&lower))
@@ -273,6 +288,7 @@ impl Request {
     /// let req = Request { method: "POST".into(), ..Request::default() };
     /// assert!(req.is_method("post"));
     /// ```
+    #[must_use]
     pub fn is_method(&self, method: &str) -> bool {
         self.method.eq_ignore_ascii_case(method)
     }
@@ -286,9 +302,54 @@ impl Request {
     /// let req = Request { body: Some("hi".into()), ..Request::default() };
     /// assert_eq!(req.body_bytes(), b"hi".to_vec());
     /// ```
+    #[must_use]
     pub fn body_bytes(&self) -> Vec<u8> {
-        extras::with(&self.request_id, |e| e.body.clone())
-            .unwrap_or_else(|| self.body.as_deref().map(str::as_bytes).unwrap_or_default().to_vec())
+        self.try_body_bytes().unwrap_or_else(|| {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "edgebook handler: body_bytes() of request {:?} after its response: \
+                     the exact bytes are gone, returning its text rendering (use \
+                     try_body_bytes() to tell)",
+                    self.request_id
+                );
+            });
+            self.text_bytes()
+        })
+    }
+
+    /// The exact body bytes, or `None` when they are no longer known.
+    ///
+    /// A binary body's exact bytes are kept until the response to the request is sent. A
+    /// clone of the request kept past that point (stored, sent to a thread) still has
+    /// `body`, its text rendering, but not the bytes: for a body whose text holds U+FFFD
+    /// (what invalid UTF-8 turns into) this returns `None` rather than bytes that may be
+    /// wrong. Text bodies without U+FFFD are always available.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let text = Request { body: Some("hi".into()), ..Request::default() };
+    /// assert_eq!(text.try_body_bytes(), Some(b"hi".to_vec()));
+    ///
+    /// // Not (or no longer) handled by the worker loop: the bytes behind U+FFFD are unknown.
+    /// let rendered = Request { body: Some("\u{fffd}PNG".into()), ..Request::default() };
+    /// assert_eq!(rendered.try_body_bytes(), None);
+    /// ```
+    #[must_use]
+    pub fn try_body_bytes(&self) -> Option<Vec<u8>> {
+        if let Some(bytes) = extras::with(self, |e| e.body.clone()) {
+            return Some(bytes);
+        }
+        match &self.body {
+            Some(text) if text.contains(char::REPLACEMENT_CHARACTER) => None,
+            _ => Some(self.text_bytes()),
+        }
+    }
+
+    fn text_bytes(&self) -> Vec<u8> {
+        self.body.as_deref().map(str::as_bytes).unwrap_or_default().to_vec()
     }
 
     /// The `Content-Type` header.
@@ -300,6 +361,7 @@ impl Request {
     /// let req = Request { headers: [("content-type".to_string(), "text/csv".to_string())].into(), ..Request::default() };
     /// assert_eq!(req.content_type().map(String::as_str), Some("text/csv"));
     /// ```
+    #[must_use]
     pub fn content_type(&self) -> Option<&String> {
         self.header("content-type")
     }
@@ -316,6 +378,7 @@ impl Request {
     /// };
     /// assert!(req.is_json());
     /// ```
+    #[must_use]
     pub fn is_json(&self) -> bool {
         self.content_type().is_some_and(|ct| ct.to_ascii_lowercase().contains("application/json"))
     }
@@ -328,6 +391,7 @@ impl Request {
     /// # use edgebook_sdk::Request;
     /// assert!(!Request::default().is_multipart());
     /// ```
+    #[must_use]
     pub fn is_multipart(&self) -> bool {
         self.content_type()
             .is_some_and(|ct| ct.to_ascii_lowercase().contains("multipart/form-data"))
@@ -338,7 +402,9 @@ impl Request {
     /// # Errors
     ///
     /// `BadRequest` when the content type is missing or not multipart, the boundary is
-    /// missing, the body is empty, or the body is not well-formed multipart.
+    /// missing, the body is empty, or the body is not well-formed multipart (the message
+    /// names the problem); `InternalError` when called on a clone after the response, when
+    /// a binary body's bytes are gone (see [`Request::try_body_bytes`]).
     ///
     /// # Examples
     ///
@@ -354,28 +420,54 @@ impl Request {
     /// assert_eq!(form.require_field("title").unwrap(), "Hello");
     /// ```
     pub fn multipart(&self) -> Result<MultipartData, HandlerError> {
+        self.multipart_form().map(MultipartData::from)
+    }
+
+    /// Parses a `multipart/form-data` body keeping every part, repeated names included
+    /// (`files[]`): see [`MultipartForm`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Request::multipart`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Request;
+    /// let body = "--b\r\nContent-Disposition: form-data; name=\"tag\"\r\n\r\nx\r\n\
+    /// --b\r\nContent-Disposition: form-data; name=\"tag\"\r\n\r\ny\r\n--b--\r\n";
+    /// let req = Request {
+    ///     headers: [("content-type".to_string(), "multipart/form-data; boundary=b".to_string())].into(),
+    ///     body: Some(body.into()),
+    ///     ..Request::default()
+    /// };
+    /// assert_eq!(req.multipart_form().unwrap().field_all("tag"), ["x", "y"]);
+    /// ```
+    pub fn multipart_form(&self) -> Result<MultipartForm, HandlerError> {
         let content_type = self
             .content_type()
             .ok_or_else(|| HandlerError::BadRequest("Missing Content-Type header".into()))?;
         if !self.is_multipart() {
-            return Err(HandlerError::BadRequest(
-                "Content-Type is not multipart/form-data".into(),
-            ));
+            return Err(HandlerError::BadRequest("Content-Type is not multipart/form-data".into()));
         }
         let boundary = crate::multipart::boundary(content_type)
             .ok_or_else(|| HandlerError::BadRequest("Missing multipart boundary".into()))?;
-        let body = self.body_bytes();
+        let body = self.try_body_bytes().ok_or_else(|| {
+            HandlerError::InternalError(format!(
+                "the multipart body of request {:?} is no longer available: parse it while \
+                 handling the request, not after its response",
+                self.request_id
+            ))
+        })?;
         if body.is_empty() {
             return Err(HandlerError::BadRequest("Empty body for multipart request".into()));
         }
-        MultipartData::parse_bytes(&body, &boundary)
+        MultipartForm::parse_bytes(&body, &boundary)
     }
 }
 
 fn require<T: FromStr>(value: Option<&String>, key: &str, what: &str) -> Result<T, HandlerError> {
-    let value = value
-        .ok_or_else(|| HandlerError::BadRequest(format!("Missing required {what}: {key}")))?;
-    value
-        .parse()
-        .map_err(|_| HandlerError::BadRequest(format!("Invalid value for {what}: {key}")))
+    let value =
+        value.ok_or_else(|| HandlerError::BadRequest(format!("Missing required {what}: {key}")))?;
+    value.parse().map_err(|_| HandlerError::BadRequest(format!("Invalid value for {what}: {key}")))
 }

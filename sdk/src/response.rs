@@ -15,7 +15,9 @@ pub const BODY_ENCODING_HEADER: &str = "x-edgebook-body-encoding";
 ///
 /// The fields are public so a response can also be written as a struct literal.
 /// Constructors set `Content-Type` for their body; [`Response::with_header`] replaces a
-/// header whose name matches case-insensitively.
+/// header whose name matches case-insensitively, [`Response::append_header`] adds a value.
+/// A header with several values holds them one per line in `headers` (a newline is never
+/// part of a valid header value); the client receives one header line for each.
 ///
 /// # Examples
 ///
@@ -49,6 +51,7 @@ impl Response {
     /// let response = Response::new(202);
     /// assert_eq!((response.status, response.body), (202, None));
     /// ```
+    #[must_use]
     pub fn new(status: u16) -> Self {
         Response { status, headers: HashMap::new(), body: None }
     }
@@ -63,6 +66,7 @@ impl Response {
     /// assert_eq!(response.status, 200);
     /// assert_eq!(response.body.as_deref(), Some(r#"{"ok":true}"#));
     /// ```
+    #[must_use]
     pub fn ok<T: Serialize>(body: T) -> Self {
         Self::json(200, body)
     }
@@ -75,6 +79,7 @@ impl Response {
     /// # use edgebook_sdk::prelude::*;
     /// assert_eq!(Response::created(json!({"id": 1})).status, 201);
     /// ```
+    #[must_use]
     pub fn created<T: Serialize>(body: T) -> Self {
         Self::json(201, body)
     }
@@ -87,6 +92,7 @@ impl Response {
     /// # use edgebook_sdk::prelude::*;
     /// assert_eq!(Response::accepted(json!({"queued": true})).status, 202);
     /// ```
+    #[must_use]
     pub fn accepted<T: Serialize>(body: T) -> Self {
         Self::json(202, body)
     }
@@ -106,11 +112,12 @@ impl Response {
     /// let response = Response::json(200, Pet { name: "Rex".into() });
     /// assert_eq!(response.body.as_deref(), Some(r#"{"name":"Rex"}"#));
     /// ```
+    #[must_use]
     pub fn json<T: Serialize>(status: u16, body: T) -> Self {
         match serde_json::to_string(&body) {
-            Ok(text) => Self::new(status)
-                .with_header("Content-Type", "application/json")
-                .with_body(text),
+            Ok(text) => {
+                Self::new(status).with_header("Content-Type", "application/json").with_body(text)
+            }
             Err(err) => crate::HandlerError::SerializationError(err).to_response(),
         }
     }
@@ -123,6 +130,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::no_content().status, 204);
     /// ```
+    #[must_use]
     pub fn no_content() -> Self {
         Self::new(204)
     }
@@ -136,10 +144,9 @@ impl Response {
     /// let response = Response::text(200, "hi");
     /// assert_eq!(response.headers["Content-Type"], "text/plain; charset=utf-8");
     /// ```
+    #[must_use]
     pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self::new(status)
-            .with_header("Content-Type", "text/plain; charset=utf-8")
-            .with_body(body)
+        Self::new(status).with_header("Content-Type", "text/plain; charset=utf-8").with_body(body)
     }
 
     /// `status` with an HTML body (`text/html; charset=utf-8`).
@@ -151,10 +158,9 @@ impl Response {
     /// let response = Response::html(200, "<h1>hi</h1>");
     /// assert_eq!(response.headers["Content-Type"], "text/html; charset=utf-8");
     /// ```
+    #[must_use]
     pub fn html(status: u16, body: impl Into<String>) -> Self {
-        Self::new(status)
-            .with_header("Content-Type", "text/html; charset=utf-8")
-            .with_body(body)
+        Self::new(status).with_header("Content-Type", "text/html; charset=utf-8").with_body(body)
     }
 
     /// `status` with raw bytes as the body and `content_type`.
@@ -171,6 +177,7 @@ impl Response {
     /// assert_eq!(response.headers["Content-Type"], "application/octet-stream");
     /// assert_eq!(response.binary_body(), Some(vec![0u8, 0xff, 0x10]));
     /// ```
+    #[must_use]
     pub fn binary(status: u16, data: impl AsRef<[u8]>, content_type: impl Into<String>) -> Self {
         let encoded = base64::engine::general_purpose::STANDARD.encode(data.as_ref());
         Self::new(status)
@@ -187,6 +194,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::text(200, "x").binary_body(), None);
     /// ```
+    #[must_use]
     pub fn binary_body(&self) -> Option<Vec<u8>> {
         let marked = self
             .headers
@@ -208,6 +216,7 @@ impl Response {
     /// let response = Response::redirect(302, "/login");
     /// assert_eq!(response.headers["Location"], "/login");
     /// ```
+    #[must_use]
     pub fn redirect(status: u16, location: impl Into<String>) -> Self {
         Self::new(status).with_header("Location", location)
     }
@@ -220,6 +229,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::not_found().body.as_deref(), Some(r#"{"error":"Not Found"}"#));
     /// ```
+    #[must_use]
     pub fn not_found() -> Self {
         Self::error(404, "Not Found")
     }
@@ -232,6 +242,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::not_found_msg("no pet 7").status, 404);
     /// ```
+    #[must_use]
     pub fn not_found_msg(message: impl Into<String>) -> Self {
         Self::error(404, message)
     }
@@ -245,6 +256,7 @@ impl Response {
     /// let response = Response::bad_request("missing name");
     /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"missing name"}"#));
     /// ```
+    #[must_use]
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::error(400, message)
     }
@@ -257,6 +269,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::unauthorized("token expired").status, 401);
     /// ```
+    #[must_use]
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::error(401, message)
     }
@@ -269,6 +282,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::forbidden("admins only").status, 403);
     /// ```
+    #[must_use]
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::error(403, message)
     }
@@ -281,6 +295,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::conflict("exists").status, 409);
     /// ```
+    #[must_use]
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::error(409, message)
     }
@@ -293,6 +308,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::internal_error("oops").status, 500);
     /// ```
+    #[must_use]
     pub fn internal_error(message: impl Into<String>) -> Self {
         Self::error(500, message)
     }
@@ -305,6 +321,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::service_unavailable("db down").status, 503);
     /// ```
+    #[must_use]
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self::error(503, message)
     }
@@ -323,11 +340,70 @@ impl Response {
     /// assert_eq!(response.headers.len(), 1);
     /// assert_eq!(response.headers["content-type"], "text/csv");
     /// ```
+    ///
+    /// The builders return the changed response; dropping it is a `must_use` warning:
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// let response = edgebook_sdk::Response::new(200);
+    /// response.clone().with_header("X-Lost", "never sent");
+    /// ```
+    #[must_use = "builders return the changed response; it does nothing unless used"]
     pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         let key = key.into();
         self.headers.retain(|k, _| !k.eq_ignore_ascii_case(&key));
         self.headers.insert(key, value.into());
         self
+    }
+
+    /// Adds a value to a header, keeping the values it has (two `Set-Cookie`, say).
+    ///
+    /// The header's map value then holds one value per line; the worker sends each line as
+    /// a header of its own. [`Response::header_values`] reads them back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// let response = Response::no_content()
+    ///     .append_header("Set-Cookie", "a=1; Path=/")
+    ///     .append_header("set-cookie", "b=2; Path=/");
+    /// assert_eq!(response.header_values("SET-COOKIE"), vec!["a=1; Path=/", "b=2; Path=/"]);
+    /// ```
+    #[must_use = "builders return the changed response; it does nothing unless used"]
+    pub fn append_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        let value = value.into();
+        let existing = self.headers.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(&key));
+        match existing {
+            Some((_, current)) => {
+                current.push('\n');
+                current.push_str(&value);
+            }
+            None => {
+                self.headers.insert(key, value);
+            }
+        }
+        self
+    }
+
+    /// Every value of a header, looked up case-insensitively, in the order added.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use edgebook_sdk::Response;
+    /// let response = Response::text(200, "x");
+    /// assert_eq!(response.header_values("content-type"), vec!["text/plain; charset=utf-8"]);
+    /// assert!(response.header_values("x-missing").is_empty());
+    /// ```
+    #[must_use]
+    pub fn header_values(&self, key: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .flat_map(|(_, value)| header_lines(value))
+            .collect()
     }
 
     /// Replaces the body with text.
@@ -338,6 +414,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::new(200).with_body("hi").body.as_deref(), Some("hi"));
     /// ```
+    #[must_use = "builders return the changed response; it does nothing unless used"]
     pub fn with_body(mut self, body: impl Into<String>) -> Self {
         self.body = Some(body.into());
         self
@@ -352,6 +429,7 @@ impl Response {
     /// let response = Response::ok(json!({})).with_cors("*");
     /// assert_eq!(response.headers["Access-Control-Allow-Origin"], "*");
     /// ```
+    #[must_use = "builders return the changed response; it does nothing unless used"]
     pub fn with_cors(self, origin: impl Into<String>) -> Self {
         self.with_header("Access-Control-Allow-Origin", origin)
             .with_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
@@ -366,6 +444,7 @@ impl Response {
     /// # use edgebook_sdk::Response;
     /// assert_eq!(Response::new(200).with_cache(60).headers["Cache-Control"], "max-age=60");
     /// ```
+    #[must_use = "builders return the changed response; it does nothing unless used"]
     pub fn with_cache(self, max_age_seconds: u32) -> Self {
         if max_age_seconds == 0 {
             self.with_header("Cache-Control", "no-store, no-cache, must-revalidate")
@@ -375,13 +454,29 @@ impl Response {
     }
 }
 
+/// The values held by one header map value: one per line.
+pub(crate) fn header_lines(value: &str) -> impl Iterator<Item = &str> {
+    value.split('\n').map(|line| line.strip_suffix('\r').unwrap_or(line))
+}
+
 impl Default for Response {
     fn default() -> Self {
         Self::new(200)
     }
 }
 
-/// What a handler may return: a [`Response`], a [`crate::HandlerError`], or a `Result` of them.
+/// What a handler may return.
+///
+/// | type | response |
+/// |---|---|
+/// | [`Response`] | itself |
+/// | [`crate::HandlerError`] | [`HandlerError::to_response`](crate::HandlerError::to_response) |
+/// | `Result<T, E>` of two of these | the `Ok` or the `Err` one |
+/// | `String`, `&'static str` | 200, `text/plain; charset=utf-8` |
+/// | `()` | 204, no body |
+/// | `Vec<u8>` | 200, `application/octet-stream`, the bytes unchanged |
+/// | `(u16, T)` | `T`'s response with the status `u16` |
+/// | [`crate::Json`]`<T>` / [`crate::Html`]`<T>` | 200 with the JSON of `T` / the HTML text |
 ///
 /// This is what lets [`handler_loop!`](crate::handler_loop) take both
 /// `fn(Request) -> Response` and `fn(Request) -> Result<Response, HandlerError>`.
@@ -394,6 +489,11 @@ impl Default for Response {
 ///
 /// let failed: Result<Response, HandlerError> = Err(HandlerError::NotFound);
 /// assert_eq!(failed.into_response().status, 404);
+///
+/// let created = (201, Json(json!({"id": 7}))).into_response();
+/// assert_eq!((created.status, created.body.as_deref()), (201, Some(r#"{"id":7}"#)));
+/// assert_eq!("hi".into_response().headers["Content-Type"], "text/plain; charset=utf-8");
+/// assert_eq!(().into_response().status, 204);
 /// ```
 pub trait IntoResponse {
     /// Converts `self` into the response sent to the client.
@@ -418,5 +518,36 @@ impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
             Ok(ok) => ok.into_response(),
             Err(err) => err.into_response(),
         }
+    }
+}
+
+impl IntoResponse for String {
+    fn into_response(self) -> Response {
+        Response::text(200, self)
+    }
+}
+
+impl IntoResponse for &'static str {
+    fn into_response(self) -> Response {
+        Response::text(200, self)
+    }
+}
+
+impl IntoResponse for () {
+    fn into_response(self) -> Response {
+        Response::no_content()
+    }
+}
+
+impl IntoResponse for Vec<u8> {
+    fn into_response(self) -> Response {
+        Response::binary(200, self, "application/octet-stream")
+    }
+}
+
+impl<T: IntoResponse> IntoResponse for (u16, T) {
+    fn into_response(self) -> Response {
+        let (status, inner) = self;
+        Response { status, ..inner.into_response() }
     }
 }

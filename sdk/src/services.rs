@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -44,6 +45,18 @@ pub(crate) fn with_channel<T>(channel: &mut dyn ServiceChannel, f: impl FnOnce()
     f()
 }
 
+/// How a service call is carried when no handler's channel is in place on this thread.
+pub(crate) type FallbackCall = fn(&str, &str, Value) -> Result<Value, HandlerError>;
+
+/// The fallback carrier, registered once by the worker that owns it (the hand-written
+/// loop of [`crate::read_request`]); without one, such calls are refused.
+static FALLBACK: OnceLock<FallbackCall> = OnceLock::new();
+
+/// Registers the carrier for calls made outside [`with_channel`]; the first one stays.
+pub(crate) fn register_fallback(call: FallbackCall) {
+    let _ = FALLBACK.set(call);
+}
+
 pub(crate) fn no_channel() -> HandlerError {
     HandlerError::IpcError(
         "service calls can only be made while a handler answers a request, on its thread".into(),
@@ -78,7 +91,10 @@ pub fn call_service(service: &str, op: &str, args: Value) -> Result<Value, Handl
             // the only live reference to the channel until `_restore` puts it back.
             unsafe { (*ptr).call(service, op, args) }
         }
-        None => crate::ipc::manual_call(service, op, args),
+        None => match FALLBACK.get() {
+            Some(fallback) => fallback(service, op, args),
+            None => Err(no_channel()),
+        },
     }
 }
 
@@ -104,6 +120,7 @@ fn call_as<T: DeserializeOwned>(service: &str, op: &str, args: Value) -> Result<
 /// assert_eq!(err.status_code(), 503);
 /// assert!(matches!(error_for("database", "no such table".into()), HandlerError::DatabaseError(_)));
 /// ```
+#[must_use]
 pub fn error_for(kind: &str, message: String) -> HandlerError {
     match kind {
         "unavailable" | "timeout" => HandlerError::ServiceUnavailable(message),
@@ -430,6 +447,7 @@ pub struct Storage {
 
 impl Storage {
     /// Documents in table `table_name` of database `pool_id`.
+    #[must_use]
     pub fn database(pool_id: &str, table_name: &str) -> Self {
         Storage {
             storage_type: StorageType::Database,
@@ -440,6 +458,7 @@ impl Storage {
     }
 
     /// Documents under `base_path` of object store `pool_id`.
+    #[must_use]
     pub fn object_storage(pool_id: &str, base_path: &str) -> Self {
         Storage {
             storage_type: StorageType::ObjectStorage,
@@ -450,6 +469,7 @@ impl Storage {
     }
 
     /// Documents under `base_path` of file store `pool_id`.
+    #[must_use]
     pub fn file_storage(pool_id: &str, base_path: &str) -> Self {
         Storage {
             storage_type: StorageType::FileStorage,
@@ -575,9 +595,10 @@ impl ObjectStore {
         }
         let wire: Option<Wire> = call_as(&self.pool_id, "objects.get", json!({"key": key}))?;
         wire.map(|w| {
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(w.data.as_bytes())
-                .map_err(|e| HandlerError::IpcError(format!("objects.get data is not base64: {e}")))?;
+            let data =
+                base64::engine::general_purpose::STANDARD.decode(w.data.as_bytes()).map_err(
+                    |e| HandlerError::IpcError(format!("objects.get data is not base64: {e}")),
+                )?;
             Ok(StoredObject { data, content_type: w.content_type })
         })
         .transpose()
@@ -636,6 +657,7 @@ pub struct EnvVars {
 
 impl EnvVars {
     /// The value of `key`.
+    #[must_use]
     pub fn get(&self, key: &str) -> Option<&String> {
         self.vars.get(key)
     }
@@ -648,6 +670,7 @@ impl EnvVars {
     /// let env = edgebook_sdk::EnvVars::from_process();
     /// assert_eq!(env.get("PATH").is_some(), std::env::var("PATH").is_ok());
     /// ```
+    #[must_use]
     pub fn from_process() -> Self {
         EnvVars { vars: std::env::vars().collect() }
     }

@@ -8,7 +8,8 @@ use edgebook_sdk::prelude::*;
 use edgebook_sdk::IntoResponse;
 use serde_json::Value;
 
-const CONFIG: Config = Config { max_frame: 1024 * 1024 };
+const CONFIG: Config = Config { max_frame: 1024 * 1024, expose_errors: false };
+const DEVELOPMENT: Config = Config { expose_errors: true, ..CONFIG };
 
 fn frame(value: Value) -> Vec<u8> {
     let payload = serde_json::to_vec(&value).unwrap();
@@ -30,8 +31,20 @@ where
     F: FnMut(Request) -> O,
     O: IntoResponse,
 {
+    run_configured(input, CONFIG, handler)
+}
+
+fn run_configured<F, O>(
+    input: &[u8],
+    config: Config,
+    handler: F,
+) -> (Result<(), WorkerError>, Vec<Frame>)
+where
+    F: FnMut(Request) -> O,
+    O: IntoResponse,
+{
     let mut output = Vec::new();
-    let result = run_with_config(input, &mut output, CONFIG, handler);
+    let result = run_with_config(input, &mut output, config, handler);
     let mut stream = &output[..];
     let mut frames = Vec::new();
     while let Some(frame) = read_frame(&mut stream, usize::MAX).unwrap() {
@@ -82,22 +95,49 @@ fn a_request_in_the_original_shape_is_answered() {
     assert_eq!(responses[0].body.as_deref(), Some("/legacy"));
 }
 
+fn panics_at(req: Request) -> Response {
+    if req.path == "/panic" {
+        panic!("boom at {}", req.path);
+    }
+    Response::text(200, "fine")
+}
+
 #[test]
-fn a_panic_answers_500_and_the_next_request_is_served() {
+fn a_panic_answers_a_generic_500_and_the_next_request_is_served() {
     let mut input = frame(request("p-1", "/panic"));
     input.extend(frame(request("p-2", "/fine")));
-    let (result, frames) = run(&input, |req: Request| {
-        if req.path == "/panic" {
-            panic!("boom at {}", req.path);
-        }
-        Response::text(200, "fine")
-    });
+    let (result, frames) = run(&input, panics_at);
     result.unwrap();
     let responses = responses(frames);
     assert_eq!(responses[0].status, 500);
     let body: Value = serde_json::from_str(responses[0].body.as_deref().unwrap()).unwrap();
-    assert_eq!(body, json!({"error": "Internal error: handler panicked: boom at /panic"}));
+    assert_eq!(body, json!({"error": "Internal Server Error"}));
     assert_eq!((responses[1].status, responses[1].body.as_deref()), (200, Some("fine")));
+}
+
+#[test]
+fn with_exposed_errors_a_panic_answers_its_message() {
+    let (result, frames) = run_configured(&frame(request("p-1", "/panic")), DEVELOPMENT, panics_at);
+    result.unwrap();
+    let body: Value = serde_json::from_str(responses(frames)[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(body, json!({"error": "Internal error: handler panicked: boom at /panic"}));
+}
+
+#[test]
+fn server_error_details_stay_out_of_the_response_unless_exposed() {
+    fn failing(_req: Request) -> Result<Response, HandlerError> {
+        Err(HandlerError::DatabaseError("no such table: secrets".into()))
+    }
+    let input = frame(request("d-1", "/"));
+    let body = |config| {
+        let (result, frames) = run_configured(&input, config, failing);
+        result.unwrap();
+        let response = responses(frames).remove(0);
+        assert_eq!(response.status, 500);
+        serde_json::from_str::<Value>(response.body.as_deref().unwrap()).unwrap()
+    };
+    assert_eq!(body(CONFIG), json!({"error": "Internal Server Error"}));
+    assert_eq!(body(DEVELOPMENT), json!({"error": "Database error: no such table: secrets"}));
 }
 
 #[test]
@@ -124,9 +164,7 @@ fn binary_bodies_arrive_and_leave_intact() {
     assert_eq!(response.headers.len(), 1, "the marker header must be stripped");
     assert_eq!(response.headers["Content-Type"], "image/png");
     use base64::Engine;
-    let sent = base64::engine::general_purpose::STANDARD
-        .decode(response.body.unwrap())
-        .unwrap();
+    let sent = base64::engine::general_purpose::STANDARD.decode(response.body.unwrap()).unwrap();
     let mut expected = bytes.clone();
     expected.reverse();
     assert_eq!(sent, expected);
@@ -200,8 +238,10 @@ fn a_service_call_waits_for_its_reply_and_queues_requests_meanwhile() {
     assert_eq!(responses[0].request_id, "svc-1");
     let body: Value = serde_json::from_str(responses[0].body.as_deref().unwrap()).unwrap();
     assert_eq!(body, json!({"rows": [{"id": 1, "name": "Rex"}]}));
-    assert_eq!((responses[1].request_id.as_str(), responses[1].body.as_deref()),
-               ("svc-2", Some("after")));
+    assert_eq!(
+        (responses[1].request_id.as_str(), responses[1].body.as_deref()),
+        ("svc-2", Some("after"))
+    );
 }
 
 #[test]
@@ -243,7 +283,7 @@ fn a_failed_service_call_becomes_the_mapped_handler_error() {
     let response = responses(frames[1..].to_vec()).remove(0);
     assert_eq!(response.status, 503);
     let body: Value = serde_json::from_str(response.body.as_deref().unwrap()).unwrap();
-    assert_eq!(body, json!({"error": "Service unavailable: redis 'cache' is not reachable"}));
+    assert_eq!(body, json!({"error": "Service Unavailable"}));
 }
 
 #[test]
@@ -258,7 +298,7 @@ fn end_of_input_while_waiting_for_a_reply_answers_then_stops_cleanly() {
     result.unwrap();
     let response = responses(frames[1..].to_vec()).remove(0);
     assert_eq!(response.status, 500);
-    assert!(response.body.unwrap().contains("IPC error"));
+    assert_eq!(response.body.as_deref(), Some(r#"{"error":"Internal Server Error"}"#));
 }
 
 #[test]
@@ -368,4 +408,110 @@ fn async_handlers_run_on_the_built_in_executor() {
     let (result, frames) = run(&frame(req), |req| edgebook_sdk::block_on(handle(req)));
     result.unwrap();
     assert_eq!(responses(frames)[0].body.as_deref(), Some("42"));
+}
+
+#[test]
+fn an_oversized_response_answers_500_and_the_worker_keeps_serving() {
+    let mut input = frame(request("big-1", "/big"));
+    input.extend(frame(request("big-2", "/small")));
+    let (result, frames) = run(&input, |req: Request| {
+        if req.path == "/big" {
+            return Response::text(200, "x".repeat(CONFIG.max_frame + 1));
+        }
+        Response::text(200, "small")
+    });
+    result.unwrap();
+    let responses = responses(frames);
+    assert_eq!(responses[0].request_id, "big-1");
+    assert_eq!(responses[0].status, 500);
+    assert!(responses[0].body.as_deref().unwrap().len() < 1000);
+    assert_eq!((responses[1].status, responses[1].body.as_deref()), (200, Some("small")));
+}
+
+#[test]
+fn an_oversized_service_call_is_an_error_for_the_handler_not_a_frame() {
+    let (result, frames) = run(&frame(request("put-1", "/upload")), |_req: Request| {
+        let store = edgebook_sdk::ObjectStore { pool_id: "files".into() };
+        match store.put("big.bin", vec![7u8; CONFIG.max_frame], "application/octet-stream") {
+            Ok(()) => Response::text(200, "stored"),
+            Err(err) => Response::text(299, format!("{} {err}", err.status_code())),
+        }
+    });
+    result.unwrap();
+    assert_eq!(frames.len(), 1, "no service call may be written: {frames:?}");
+    let response = responses(frames).remove(0);
+    assert_eq!(response.status, 299);
+    let body = response.body.unwrap();
+    assert!(body.starts_with("413 Payload too large: service call objects.put"), "{body}");
+}
+
+#[test]
+fn a_request_kept_past_its_response_never_returns_wrong_bytes() {
+    // Two requests with the same id (clients may choose X-Request-Id) and binary bodies.
+    let mut first = request("dup", "/one");
+    first["body"] = json!("AAEC//6A"); // 00 01 02 ff fe 80
+    first["body_encoding"] = json!("base64");
+    let mut second = request("dup", "/two");
+    second["body"] = json!("/wABAg=="); // ff 00 01 02
+    second["body_encoding"] = json!("base64");
+    let mut input = frame(first);
+    input.extend(frame(second));
+
+    let kept: std::cell::RefCell<Option<Request>> = Default::default();
+    let seen = std::cell::RefCell::new(Vec::new());
+    let (result, _) = run(&input, |req: Request| {
+        seen.borrow_mut().push(req.try_body_bytes());
+        if let Some(old) = kept.borrow().as_ref() {
+            // The first request's clone, while the second (same id) is handled.
+            seen.borrow_mut().push(old.try_body_bytes());
+        }
+        kept.borrow_mut().get_or_insert(req.clone());
+        Response::no_content()
+    });
+    result.unwrap();
+    let seen = seen.into_inner();
+    assert_eq!(seen[0], Some(vec![0, 1, 2, 0xff, 0xfe, 0x80]));
+    assert_eq!(seen[1], Some(vec![0xff, 0, 1, 2]));
+    assert_eq!(seen[2], None, "the clone must not get the other request's bytes");
+    assert_eq!(kept.into_inner().unwrap().try_body_bytes(), None);
+}
+
+#[test]
+fn a_text_body_with_a_replacement_character_stays_exact() {
+    let mut req = request("fffd-1", "/");
+    req["body"] = json!("caf\u{fffd}");
+    let seen = std::cell::RefCell::new(None);
+    let (result, _) = run(&frame(req), |req: Request| {
+        *seen.borrow_mut() = Some(req.try_body_bytes());
+        Response::no_content()
+    });
+    result.unwrap();
+    assert_eq!(seen.into_inner().unwrap(), Some("caf\u{fffd}".as_bytes().to_vec()));
+}
+
+#[test]
+fn repeated_response_headers_travel_as_headers_all() {
+    let (result, frames) = run(&frame(request("ck-1", "/login")), |_req: Request| {
+        Response::text(200, "signed in")
+            .append_header("Set-Cookie", "session=abc123; HttpOnly; Path=/")
+            .append_header("Set-Cookie", "theme=dark; Path=/")
+    });
+    result.unwrap();
+    let response = responses(frames).remove(0);
+    assert_eq!(response.headers["Set-Cookie"], "theme=dark; Path=/", "last value for old gateways");
+    assert_eq!(
+        response.headers_all.unwrap(),
+        vec![
+            ("Content-Type".to_string(), "text/plain; charset=utf-8".to_string()),
+            ("Set-Cookie".to_string(), "session=abc123; HttpOnly; Path=/".to_string()),
+            ("Set-Cookie".to_string(), "theme=dark; Path=/".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn single_valued_response_headers_send_no_headers_all() {
+    let (result, frames) = run(&frame(request("ck-2", "/")), echo_path);
+    result.unwrap();
+    assert_eq!(responses(frames)[0].headers_all, None);
 }

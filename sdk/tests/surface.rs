@@ -35,7 +35,10 @@ fn json_errors_are_bad_requests_with_the_serde_message() {
     let req = Request { body: Some("{oops".into()), ..Request::default() };
     let err = req.json::<Value>().unwrap_err();
     assert_eq!(err.status_code(), 400);
-    assert!(err.to_string().starts_with("Bad request: Invalid JSON: key must be a string"), "{err}");
+    assert!(
+        err.to_string().starts_with("Bad request: Invalid JSON: key must be a string"),
+        "{err}"
+    );
     let none = Request::default();
     assert_eq!(none.json::<Option<u8>>().unwrap(), None);
 }
@@ -86,8 +89,9 @@ fn headers_are_case_insensitive() {
 
 #[test]
 fn multipart_keeps_binary_files_intact() {
-    let mut body = b"--Bnd\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nMy \xc3\xa9t\xc3\xa9\r\n"
-        .to_vec();
+    let mut body =
+        b"--Bnd\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nMy \xc3\xa9t\xc3\xa9\r\n"
+            .to_vec();
     body.extend_from_slice(
         b"--Bnd\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"x.bin\"\r\n\
 Content-Type: application/octet-stream\r\n\r\n",
@@ -183,13 +187,18 @@ fn other_constructors_and_builders() {
     assert_eq!(redirect.headers, map(&[("Location", "/new")]));
 
     let cors = Response::new(200).with_cors("https://a.example");
-    assert_eq!(cors.headers, map(&[
-        ("Access-Control-Allow-Origin", "https://a.example"),
-        ("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS"),
-        ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
-    ]));
-    assert_eq!(Response::new(200).with_cache(0).headers["Cache-Control"],
-               "no-store, no-cache, must-revalidate");
+    assert_eq!(
+        cors.headers,
+        map(&[
+            ("Access-Control-Allow-Origin", "https://a.example"),
+            ("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS"),
+            ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
+        ])
+    );
+    assert_eq!(
+        Response::new(200).with_cache(0).headers["Cache-Control"],
+        "no-store, no-cache, must-revalidate"
+    );
     assert_eq!(Response::new(200).with_cache(3600).headers["Cache-Control"], "max-age=3600");
     let body = Response::new(200).with_body("x").with_header("X-A", "1");
     assert_eq!((body.body.as_deref(), body.headers["X-A"].as_str()), (Some("x"), "1"));
@@ -230,11 +239,62 @@ fn handler_error_statuses_and_texts() {
     for (err, status, text) in cases {
         assert_eq!(err.status_code(), status, "{text}");
         assert_eq!(err.to_string(), text);
+        let detailed = err.detailed_response();
+        assert_eq!(detailed.status, status);
+        assert_eq!(body_json(&detailed), json!({ "error": text }));
         let response = err.to_response();
         assert_eq!(response.status, status);
-        assert_eq!(body_json(&response), json!({ "error": text }));
+        if status < 500 {
+            assert_eq!(response, detailed);
+        } else {
+            let reason =
+                if status == 503 { "Service Unavailable" } else { "Internal Server Error" };
+            assert_eq!(body_json(&response), json!({ "error": reason }), "{text}");
+        }
         assert_eq!(Response::from(err), response);
     }
+}
+
+#[test]
+fn any_error_can_be_wrapped_and_io_errors_convert_with_question_mark() {
+    use std::error::Error;
+
+    fn read_config() -> Result<String, HandlerError> {
+        Ok(std::fs::read_to_string("/nonexistent/edgebook/config")?)
+    }
+    let err = read_config().unwrap_err();
+    assert_eq!(err.status_code(), 500);
+    assert!(err.to_string().starts_with("Internal error: "), "{err}");
+    let io = err.source().unwrap().downcast_ref::<std::io::Error>().unwrap();
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+
+    let parse = "x".parse::<u32>().unwrap_err();
+    let wrapped = HandlerError::other(parse.clone());
+    assert_eq!(wrapped.source().unwrap().to_string(), parse.to_string());
+    assert_eq!(wrapped.to_response().status, 500);
+}
+
+#[test]
+fn bad_client_json_through_json_extraction_is_a_400() {
+    #[derive(Debug, Deserialize)]
+    struct Pet {
+        #[allow(dead_code)]
+        name: String,
+    }
+    fn handle(req: Request) -> Result<Response, HandlerError> {
+        let edgebook_sdk::Json(pet) = edgebook_sdk::Json::<Pet>::from_request(&req)?;
+        Ok(Response::ok(json!({"name": pet.name})))
+    }
+    let bad = Request { body: Some("{\"name\": 3}".into()), ..Request::default() };
+    let response = handle(bad).into_response();
+    assert_eq!(response.status, 400);
+    assert!(body_json(&response)["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bad request: Invalid JSON"));
+    let good = Request { body: Some("{\"name\": \"Rex\"}".into()), ..Request::default() };
+    let pet: Result<edgebook_sdk::Json<Pet>, _> = (&good).try_into();
+    assert_eq!(pet.unwrap().0.name, "Rex");
 }
 
 #[test]
@@ -264,10 +324,112 @@ fn service_error_kinds_map_to_handler_errors() {
 #[test]
 fn storage_constructors_match_the_original() {
     let db = Storage::database("default", "pets");
-    assert_eq!((db.storage_type, db.table_name.as_deref(), db.base_path), (StorageType::Database, Some("pets"), None));
+    assert_eq!(
+        (db.storage_type, db.table_name.as_deref(), db.base_path),
+        (StorageType::Database, Some("pets"), None)
+    );
     let objects = Storage::object_storage("s3", "pets/");
-    assert_eq!((objects.storage_type, objects.base_path.as_deref()), (StorageType::ObjectStorage, Some("pets/")));
+    assert_eq!(
+        (objects.storage_type, objects.base_path.as_deref()),
+        (StorageType::ObjectStorage, Some("pets/"))
+    );
     let files = Storage::file_storage("ftp", "/srv");
     assert_eq!(files.storage_type, StorageType::FileStorage);
     assert_eq!(serde_json::to_value(StorageType::ObjectStorage).unwrap(), json!("objectstorage"));
+}
+
+#[test]
+fn frame_and_worker_errors_name_their_source() {
+    use edgebook_sdk::frame::FrameError;
+    use edgebook_sdk::ipc::WorkerError;
+    use std::error::Error;
+
+    let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe closed");
+    let err = FrameError::Io(io);
+    assert_eq!(err.source().unwrap().to_string(), "pipe closed");
+    let worker = WorkerError::Protocol(err);
+    assert!(worker.source().unwrap().to_string().starts_with("reading frames failed"));
+}
+
+#[test]
+fn common_return_types_are_responses() {
+    use edgebook_sdk::{Html, Json};
+
+    let text = String::from("hi").into_response();
+    assert_eq!((text.status, text.body.as_deref()), (200, Some("hi")));
+    assert_eq!(text.headers["Content-Type"], "text/plain; charset=utf-8");
+    assert_eq!("static".into_response().body.as_deref(), Some("static"));
+    let empty = ().into_response();
+    assert_eq!((empty.status, empty.body), (204, None));
+    let bytes = vec![0u8, 0xff].into_response();
+    assert_eq!(bytes.binary_body(), Some(vec![0u8, 0xff]));
+    assert_eq!(bytes.headers["Content-Type"], "application/octet-stream");
+    let teapot = (418, "short and stout").into_response();
+    assert_eq!((teapot.status, teapot.body.as_deref()), (418, Some("short and stout")));
+    let json = Json(json!({"a": [1, 2]})).into_response();
+    assert_eq!((json.status, body_json(&json)), (200, json!({"a": [1, 2]})));
+    assert_eq!(json.headers["Content-Type"], "application/json");
+    let html = (201, Html(String::from("<p>made</p>"))).into_response();
+    assert_eq!((html.status, html.body.as_deref()), (201, Some("<p>made</p>")));
+    let result: Result<Json<Value>, HandlerError> = Err(HandlerError::NotFound);
+    assert_eq!(result.into_response().status, 404);
+}
+
+fn multipart_request(body: &str) -> Request {
+    Request {
+        headers: map(&[("content-type", "multipart/form-data; boundary=\"b;x\"")]),
+        body: Some(body.into()),
+        ..Request::default()
+    }
+}
+
+#[test]
+fn multipart_keeps_every_part_of_a_repeated_name() {
+    let body = "--b;x\r\nContent-Disposition: form-data; name=\"files[]\"; filename=\"a.txt\"\r\n\r\nA\r\n\
+--b;x\r\nContent-Disposition: form-data; name=\"files[]\"; filename=\"b.txt\"\r\n\r\nB\r\n\
+--b;x\r\nContent-Disposition: form-data; name=\"tag\"\r\n\r\none\r\n\
+--b;x\r\nContent-Disposition: form-data; name=\"tag\"\r\n\r\ntwo\r\n--b;x--\r\n";
+    let req = multipart_request(body);
+    let form = req.multipart_form().unwrap();
+    let files: Vec<(&str, &[u8])> =
+        form.files_all("files[]").iter().map(|f| (f.filename.as_str(), &f.data[..])).collect();
+    assert_eq!(files, [("a.txt", &b"A"[..]), ("b.txt", &b"B"[..])]);
+    assert_eq!(form.field_all("tag"), ["one", "two"]);
+    // The original shape keeps the last one.
+    let data = req.multipart().unwrap();
+    assert_eq!(data.require_file("files[]").unwrap().filename, "b.txt");
+    assert_eq!(data.require_field("tag").unwrap(), "two");
+}
+
+#[test]
+fn multipart_parameters_are_parsed_not_split() {
+    let body = "--b;x\r\ncontent-disposition: form-data; name=\"doc; v2\"; \
+filename=\"a;b \\\"q\\\".txt\"; filename*=UTF-8''%E2%82%AC%20rates.txt\r\n\r\nE\r\n\
+--b;x\r\nContent-Disposition: form-data; name=\"plain\"; filename=\"x;y.bin\"\r\n\r\nP\r\n--b;x--";
+    let form = multipart_request(body).multipart_form().unwrap();
+    assert_eq!(form.require_file("doc; v2").unwrap().filename, "€ rates.txt");
+    assert_eq!(form.require_file("plain").unwrap().filename, "x;y.bin");
+}
+
+#[test]
+fn multipart_errors_name_the_real_problem() {
+    let message = |body: &str| multipart_request(body).multipart().unwrap_err().to_string();
+    assert_eq!(
+        message("--b;x\r\nContent-Disposition form-data; name=\"a\"\r\n\r\n1\r\n--b;x--"),
+        "Bad request: Malformed multipart body: part 1 has a header line without ':': \
+\"Content-Disposition form-data; name=\\\"a\\\"\""
+    );
+    assert_eq!(
+        message("--b;x\r\nContent-Type: text/plain\r\n\r\n1\r\n--b;x--"),
+        "Bad request: Malformed multipart body: part 1 has no Content-Disposition header"
+    );
+    assert_eq!(
+        message("--b;x\r\nContent-Disposition: form-data; filename=\"f\"\r\n\r\n1\r\n--b;x--"),
+        "Bad request: Malformed multipart body: part 1 has a Content-Disposition without a name"
+    );
+    assert_eq!(
+        message("--b;x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end"),
+        "Bad request: Malformed multipart body: part 1 is not followed by a boundary \
+(body cut short?)"
+    );
 }

@@ -71,8 +71,9 @@ def main():
         time.sleep(float(os.environ.get("FAKE_WORKER_EXIT_DELAY", "0")))
         sys.stderr.write("fake worker: exiting after ready\n")
         sys.exit(1)
+    late_replies, queued = [], []
     while True:
-        request = read()
+        request = queued.pop(0) if queued else read()
         if request is None:
             return
         mode = request["path"].rsplit("/", 1)[-1] if request["path"].startswith("/mode/") else ""
@@ -117,6 +118,25 @@ def main():
             respond(request, status=int(request["query"].get("code", "200")),
                     headers={"x-custom": request["query"].get("h", "v")},
                     body=request["query"].get("body"))
+        elif mode == "two_cookies":  # a repeated header, as the SDK sends it
+            write({"type": "response", "request_id": request["request_id"], "status": 200,
+                   "headers": {"set-cookie": "b=2", "content-type": "text/plain"},
+                   "headers_all": [["set-cookie", "a=1"], ["set-cookie", "b=2"],
+                                   ["content-type", "text/plain"]],
+                   "body": "ok", "body_encoding": "utf8"})
+        elif mode == "late_service":
+            # answers first, then makes a service call for the request it already answered
+            respond(request, body=json.dumps({"answered": True}))
+            write({"type": "service_call", "request_id": request["request_id"], "call_id": 1,
+                   "service": "default", "op": "db.begin", "args": {}})
+            while True:  # the next request may arrive before the reply: keep it for later
+                frame = read()
+                if frame is None or frame.get("type") == "service_reply":
+                    late_replies.append(frame)
+                    break
+                queued.append(frame)
+        elif mode == "late_reply":
+            respond(request, body=json.dumps({"reply": late_replies[-1]}))
         elif mode == "service":
             write({"type": "service_call", "request_id": request["request_id"], "call_id": 1,
                    "service": "default", "op": "kv.get", "args": {"key": "k"}})

@@ -13,10 +13,10 @@ import sys
 
 from tornado import netutil
 
-from edgebook.dataplane import make_dataplane_app, serve_dataplane
-from edgebook.pool import EndpointConfig
+from edgebook.gateway.dataplane import make_dataplane_app, serve_dataplane
+from edgebook.gateway.pool import EndpointConfig
 from edgebook.sandbox import Limits, Sandbox, SandboxUser
-from edgebook.supervisor import Supervisor
+from edgebook.gateway.supervisor import Supervisor
 
 
 async def main(config: dict) -> int:

@@ -1,30 +1,22 @@
-// UI test of the headless admin page (edgebook/admin_page) in headless Chromium against a
-// real gateway started with `python -m edgebook serve`.
-//
-// The page is served at /admin/ by the gateway's admin listener when that route exists.
-// Until it does, this test puts a small same-origin stand-in in front of the gateway that
-// implements exactly the contract the page needs: GET /admin/<file> (the static files),
-// /api/<path> (the admin API, passed through), and /admin/proxy/<path> (the data plane,
-// after checking X-Edgebook-Admin-Token, which is stripped). Screenshots go to
+// UI test of the headless admin page (edgebook/admin/static) in headless Chromium against a
+// real gateway started with `python -m edgebook serve`, served at /admin/ by the gateway's
+// admin listener; a gateway that does not serve it fails the test. Screenshots go to
 // tests/artifacts/admin-page/.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { extname, join, normalize } from 'node:path';
+import { join } from 'node:path';
 
 import { projectPython, ROOT } from './jupyter.mjs';
 
 const require = createRequire(join(ROOT, 'labextension', 'package.json'));
 const { chromium } = require('playwright-core');
 
-const PAGE_DIR = join(ROOT, 'edgebook', 'admin_page');
 const ARTIFACTS = join(ROOT, 'tests', 'artifacts', 'admin-page');
 const BUILD_TIMEOUT = Number(process.env.EDGEBOOK_UI_BUILD_TIMEOUT || 300000);
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
 
 const results = [];
 let failed = 0;
@@ -55,7 +47,8 @@ function expect(condition, message) {
 async function startGateway(work) {
   const dataDir = join(work, 'data');
   const child = spawn(projectPython(), ['-m', 'edgebook', 'serve', '--data-dir', dataDir, '--port', '0'], {
-    cwd: work, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env }
+    cwd: work, stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PYTHONPATH: [ROOT, process.env.PYTHONPATH].filter(Boolean).join(':') }
   });
   let output = '';
   child.stdout.on('data', c => { output += c; });
@@ -80,63 +73,16 @@ async function startGateway(work) {
   throw new Error(`edgebook serve did not come up:\n${output}`);
 }
 
-function forward(req, res, target, dropHeaders = []) {
-  const headers = { ...req.headers, host: target.host };
-  for (const name of dropHeaders) delete headers[name];
-  const upstream = httpRequest(target, { method: req.method, headers }, up => {
-    res.writeHead(up.statusCode, up.headers);
-    up.pipe(res);
-  });
-  upstream.on('error', error => {
-    res.writeHead(502, { 'Content-Type': 'application/json' });
-    res.end(JSON.stringify({ error: String(error), error_type: 'bad_gateway' }));
-  });
-  req.pipe(upstream);
-  res.on('close', () => upstream.destroy());
-}
-
-/** The stand-in for the admin listener's /admin/ and /admin/proxy/ routes. */
-function startStandIn(info) {
-  const server = createServer((req, res) => {
-    const url = new URL(req.url, 'http://127.0.0.1');
-    if (url.pathname.startsWith('/api/')) {
-      forward(req, res, new URL(url.pathname + url.search, info.admin_url));
-    } else if (url.pathname.startsWith('/admin/proxy/')) {
-      if (req.headers['x-edgebook-admin-token'] !== info.token) {
-        res.writeHead(401, { 'Content-Type': 'application/json' });
-        res.end(JSON.stringify({ error: 'missing or wrong admin token', error_type: 'unauthorized' }));
-        return;
-      }
-      const rest = url.pathname.slice('/admin/proxy'.length) + url.search;
-      forward(req, res, new URL(rest, info.url), ['x-edgebook-admin-token']);
-    } else if (url.pathname === '/admin' || url.pathname.startsWith('/admin/')) {
-      const file = normalize(url.pathname.slice('/admin/'.length) || 'index.html');
-      const path = join(PAGE_DIR, file);
-      if (file.startsWith('..') || !existsSync(path)) {
-        res.writeHead(404).end();
-        return;
-      }
-      res.writeHead(200, { 'Content-Type': TYPES[extname(path)] || 'application/octet-stream' });
-      res.end(readFileSync(path));
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  return new Promise(resolve => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
 async function main() {
   mkdirSync(ARTIFACTS, { recursive: true });
   rmSync(join(ARTIFACTS, 'failure.png'), { force: true });
   const work = mkdtempSync(join(tmpdir(), 'edgebook-admin-ui-'));
   const gateway = await startGateway(work);
-  let base = new URL('/admin/', gateway.info.admin_url).href;
-  let standIn = null;
-  const served = await fetch(base).catch(() => null);
-  if (!served?.ok || !(served.headers.get('content-type') || '').includes('html')) {
-    standIn = await startStandIn(gateway.info);
-    base = `http://127.0.0.1:${standIn.address().port}/admin/`;
-    console.log('note: the gateway does not serve /admin/ yet; testing through the stand-in routes');
+  const base = new URL('/admin/', gateway.info.admin_url).href;
+  const served = await fetch(base).catch(error => ({ ok: false, status: String(error), headers: new Headers() }));
+  if (!served.ok || !(served.headers.get('content-type') || '').includes('html')) {
+    gateway.child.kill('SIGTERM');
+    throw new Error(`the gateway does not serve the admin page at ${base} (${served.status})`);
   }
   const context = await chromium.launchPersistentContext(join(work, 'chromium'), {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS,
@@ -197,6 +143,34 @@ async function main() {
       await page.screenshot({ path: join(ARTIFACTS, '03-running-200.png') });
     });
 
+    await step('the new-endpoint form starts on a free route; counts are plural-aware', async () => {
+      await page.locator('#endpoint-count', { hasText: /^1 endpoint, 1 running$/ }).waitFor();
+      await page.getByRole('button', { name: 'New endpoint' }).click();
+      expect((await page.locator('#ed-path').inputValue()) === '/hello-2', 'the form defaults to the existing /hello');
+      expect((await page.locator('#ed-name').inputValue()) === 'hello_2', 'the form defaults to the existing name');
+      await page.getByRole('button', { name: 'Build and deploy' }).click();
+      await page.locator('#ed-status', { hasText: 'hello_2 is running' }).waitFor({ timeout: BUILD_TIMEOUT });
+      await page.locator('#endpoint-count', { hasText: /^2 endpoints, 2 running$/ }).waitFor();
+      await page.getByRole('button', { name: 'New endpoint' }).click();
+      expect((await page.locator('#ed-path').inputValue()) === '/hello-3', 'the form defaults to an existing route');
+      await page.locator('.section-head').screenshot({ path: join(ARTIFACTS, '05-count-plural.png') });
+    });
+
+    await step('at 700 px wide nothing overflows and every action stays reachable', async () => {
+      await page.setViewportSize({ width: 700, height: 1000 });
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      expect(overflow <= 0, `the page is ${overflow} px wider than the window`);
+      for (const name of ['Edit hello', 'Start hello', 'Stop hello', 'Delete hello']) {
+        const box = await page.getByRole('button', { name, exact: true }).boundingBox();
+        expect(box && box.x >= 0 && box.x + box.width <= 700, `${name} is outside the window: ${JSON.stringify(box)}`);
+      }
+      await page.screenshot({ path: join(ARTIFACTS, '06-700px.png'), fullPage: true });
+      await page.setViewportSize({ width: 1200, height: 1000 });
+      page.once('dialog', dialog => dialog.accept());
+      await page.getByRole('button', { name: 'Delete hello_2' }).click();
+      await page.locator('#endpoints tr[data-name="hello_2"]').waitFor({ state: 'detached' });
+    });
+
     await step('stop and start change the state', async () => {
       await page.getByRole('button', { name: 'Stop hello' }).click();
       await page.locator('#endpoints tr[data-name="hello"][data-state="stopped"]').waitFor();
@@ -220,7 +194,6 @@ async function main() {
     });
   } finally {
     await context.close();
-    standIn?.close();
     gateway.child.kill('SIGTERM');
     await new Promise(r => (gateway.child.exitCode !== null ? r() : gateway.child.once('exit', r)));
     if (failed) console.log(`\ngateway output (last 3000 characters):\n${gateway.log().slice(-3000)}`);

@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILT_EXTENSION = join(ROOT, 'edgebook', 'labextension');
 
-/** The project's Python: $PYTHON, else the repository's .venv, else python3 on PATH. */
+/** The project's Python: $PYTHON, else the repository's .venv, else python3 on PATH
+ * (a worktree without a .venv of its own: PYTHON=<main checkout>/.venv/bin/python). */
 export function projectPython() {
   if (process.env.PYTHON) {
     return process.env.PYTHON;
@@ -74,6 +75,9 @@ export async function startJupyterLab({ timeoutMs = 60000, extraArgs = [], env =
     JUPYTER_PLATFORM_DIRS: '1',
     // The kernel's Python is the project's; keep its scripts (jupyter-builder, edgebook) first.
     PATH: `${dirname(python)}:${process.env.PATH}`,
+    // This tree's edgebook, whichever checkout the Python has installed (a worktree
+    // sharing another checkout's virtualenv tests its own code, as it does its own build).
+    PYTHONPATH: [ROOT, process.env.PYTHONPATH].filter(Boolean).join(':'),
     ...env
   };
   const args = [

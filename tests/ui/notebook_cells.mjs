@@ -39,7 +39,17 @@ function expect(condition, message) {
   }
 }
 
+// However the page behaves, the run ends: a hang becomes a failure, not a stuck CI job.
+const WATCHDOG_MS = Number(process.env.EDGEBOOK_UI_WATCHDOG || 900000);
+
+let cleanup = async () => undefined;
+
 async function main() {
+  setTimeout(() => {
+    console.log(`FAIL the notebook-cells run did not finish within ${WATCHDOG_MS / 1000} s`);
+    setTimeout(() => process.exit(1), 30000).unref(); // if stopping hangs too
+    cleanup().finally(() => process.exit(1));
+  }, WATCHDOG_MS).unref();
   mkdirSync(ARTIFACTS, { recursive: true });
   const server = await startJupyterLab({
     serverExtensions: { edgebook: true },
@@ -47,6 +57,10 @@ async function main() {
   });
   const timings = {};
   let context = null;
+  cleanup = async () => {
+    await context?.close().catch(() => undefined);
+    await server.stop();
+  };
   try {
     writeNotebook(join(server.project, 'cells.ipynb'), [
       '%load_ext edgebook',
@@ -71,10 +85,13 @@ async function main() {
 
     const cell = index => page.locator('.jp-Notebook .jp-CodeCell').nth(index);
     const run = async index => {
-      await page.evaluate(async i => {
+      // Start the cell and return: the command's promise settles only when the cell has
+      // run, and page.evaluate has no timeout of its own. Each step waits for what it
+      // expects on screen, with a bound.
+      await page.evaluate(i => {
         const panel = window.jupyterapp.shell.currentWidget;
         panel.content.activeCellIndex = i;
-        await window.jupyterapp.commands.execute('notebook:run-cell');
+        void window.jupyterapp.commands.execute('notebook:run-cell');
       }, index);
     };
     const setSource = async (index, source) => {
@@ -93,10 +110,14 @@ async function main() {
     await step('the notebook opens with a kernel', async () => {
       await page.goto(`${server.url}lab/tree/cells.ipynb?token=${server.token}`);
       await cell(1).locator('.cm-content').waitFor();
-      await page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').waitFor({ timeout: 60000 })
-        .catch(() => undefined);
+      // The kernel is up once the status bar says so (as in run.mjs).
+      await page.locator('.jp-StatusBar-TextItem', { hasText: /Python 3 \(ipykernel\) \| Idle/ }).first()
+        .waitFor({ timeout: 120000 });
       await run(0);
-      await cell(0).locator('.jp-InputPrompt', { hasText: '[1]' }).waitFor({ timeout: 60000 });
+      await cell(0).locator('.jp-InputPrompt', { hasText: '[1]' }).waitFor({ timeout: 60000 }).catch(async error => {
+        const dialog = await page.locator('.jp-Dialog').allTextContents();
+        throw new Error(`${error.message}${dialog.length ? `\nopen dialog: ${dialog.join(' | ')}` : ''}`);
+      });
     });
 
     await step('running the handler cell shows progress, then the live URL, curl and try-it', async () => {

@@ -24,8 +24,11 @@ fn response(id: &str, status: u16, body: &str) -> Vec<u8> {
         request_id: id.to_owned(),
         status,
         headers: HashMap::from([("content-type".to_owned(), "application/json".to_owned())]),
+        headers_all: None,
         body: Some(body.to_owned()),
         body_encoding: None,
+        body_length: None,
+        body_bytes: None,
     })
     .encode()
 }

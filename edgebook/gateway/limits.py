@@ -1,0 +1,78 @@
+"""Resource limits in words a user can act on: which limit stopped a worker (read from its
+stderr), and whether a deploy's ``workers`` can fit the worker user's process budget.
+
+The launcher applies each endpoint's ``limit_*`` options (sandbox.py). ``limit_processes``
+is RLIMIT_NPROC, which counts every process and thread of the user the workers run as
+(``nobody`` when the gateway is root): one budget for every endpoint of every gateway on
+the machine that runs workers as that user.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..sandbox import Limits, Sandbox
+from .spec import DeployRejected
+
+#: stderr text -> (the limit's option, what ran out); the launcher's own words first.
+SIGNS = (
+    ("at its process limit", "limit_processes", "processes"),
+    ("setresuid failed: Resource temporarily unavailable", "limit_processes", "processes"),
+    ("Resource temporarily unavailable", "limit_processes", "processes or threads"),
+    ("Cannot allocate memory", "limit_address_space", "memory (address space)"),
+    ("memory allocation of", "limit_address_space", "memory (address space)"),
+    ("Too many open files", "limit_open_files", "open files"),
+    ("File too large", "limit_file_size", "file size"),
+)
+
+
+def user_tasks(uid: int) -> int:
+    """Processes and threads running as ``uid`` now (what RLIMIT_NPROC counts)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as handle:
+                fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        except OSError:
+            continue
+        if int(fields.get("Uid", "-1 ").split()[0]) == uid:
+            count += int(fields.get("Threads", "1").strip() or 1)
+    return count
+
+
+def explain_failure(stderr: str, limits: Limits, sandbox: Sandbox | None) -> str | None:
+    """Which resource limit a worker that would not start ran into, or None."""
+    for sign, option, what in SIGNS:
+        if sign not in stderr:
+            continue
+        field = Limits.OPTIONS[option]
+        value = getattr(limits, field)
+        if option != "limit_processes":
+            return (f"the worker ran out of {what}: {option} is {value}; raise it with "
+                    f"the endpoint option {option}")
+        user = sandbox.user if sandbox is not None else None
+        if user is None:
+            return (f"the worker could not start more {what}: your user is at its "
+                    f"process limit ({option} {value}, or ulimit -u)")
+        return (f"the worker user {user.name or user.uid} is at its process limit "
+                f"({option} {value}): that budget is shared by every endpoint of every "
+                f"gateway on this machine whose workers run as {user.name or user.uid}, and "
+                f"{user_tasks(user.uid)} of its processes and threads run now; stop "
+                "endpoints or gateways you do not need ('edgebook gateways'), deploy with "
+                f"fewer workers, or raise {option}")
+    return None
+
+
+def check_budget(workers: int, limits: Limits, sandbox: Sandbox | None) -> None:
+    """Refuse ``workers`` that can never start under the worker user's process limit."""
+    user = sandbox.user if sandbox is not None else None
+    if user is None or limits.processes is None or workers < limits.processes:
+        return
+    raise DeployRejected(
+        400, "over_process_limit",
+        f"workers={workers} cannot start: workers run as {user.name or user.uid}, which may "
+        f"have at most {limits.processes} processes and threads (limit_processes) across "
+        "every endpoint of every gateway on this machine, and each worker needs at least "
+        f"one; deploy with fewer than {limits.processes} workers or raise limit_processes")

@@ -1,0 +1,121 @@
+"""The server extension's proxies, in a real `jupyter server`, in front of a recording stand-in
+gateway (no cargo needed): what reaches the gateway, what the browser gets back, and who
+may call them.
+
+The stand-in is found like a real gateway: through the runtime file of the project's data
+dir (its pid is this test process), so the extension attaches instead of starting one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edgebook.discovery import RuntimeInfo, write_runtime
+
+from test_serverextension import TOKEN, call, free_port, wait_for
+from tiny_app import RecordingGateway
+
+HERE = Path(__file__).parent
+REPO = HERE.parent
+GATEWAY_TOKEN = "stand-in-admin-token"
+
+
+@contextlib.contextmanager
+def jupyter_with_stand_in(root: Path, *extra_args: str):
+    with RecordingGateway() as gateway:
+        write_runtime(str(root / ".edgebook"), RuntimeInfo(
+            url=gateway.url, admin_url=gateway.url, token=GATEWAY_TOKEN, pid=os.getpid(),
+            version="0", started=time.time(), data_dir=str(root / ".edgebook")))
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBOOK_")}
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO), str(HERE / "resources"), env.get("PYTHONPATH")]))
+        env["JUPYTER_NO_CONFIG"] = "1"
+        env["JUPYTER_RUNTIME_DIR"] = str(root / ".runtime")
+        log = open(root / "jupyter.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+             f"--port={port}", "--ip=127.0.0.1", "--port-retries=0",
+             f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
+             "--ServerApp.jpserver_extensions={'edgebook': True}", *extra_args],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"token {TOKEN}"}
+        try:
+            wait_for(lambda: process.poll() is not None or
+                     call(base + "/api/status", headers=auth, timeout=5)[0] == 200,
+                     timeout=120, what="the Jupyter server")
+            assert process.poll() is None, (root / "jupyter.log").read_text()
+            # attached: the stand-in answers through the proxy
+            wait_for(lambda: call(base + "/edgebook/api/health", headers=auth,
+                                  timeout=5)[0] in (200, 403), what="the attached gateway")
+            yield base, auth, gateway
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory):
+    with jupyter_with_stand_in(tmp_path_factory.mktemp("proxy-root")) as running:
+        yield running
+
+
+def test_jupyter_credentials_in_the_query_are_not_forwarded(proxied):
+    base, auth, gateway = proxied
+    status, _, body = call(base + f"/edgebook/proxy/echo?a=1&token={TOKEN}&_xsrf=x&b=%26",
+                           headers=auth)
+    assert status == 200, body
+    assert json.loads(body)["uri"] == "/echo?a=1&b=%26"
+    status, _, body = call(base + f"/edgebook/api/endpoints?token={TOKEN}", headers=auth)
+    assert json.loads(body) == {"uri": "/api/endpoints", "auth": f"Bearer {GATEWAY_TOKEN}"}
+    assert not [uri for uri in gateway.seen if TOKEN in uri]
+
+
+def test_proxied_responses_are_sandboxed(proxied):
+    base, auth, _ = proxied
+    with urllib.request.urlopen(urllib.request.Request(base + "/edgebook/proxy/page",
+                                                       headers=auth), timeout=30) as response:
+        assert response.status == 200
+        policies = response.headers.get_all("Content-Security-Policy")
+        assert response.headers.get_all("X-Content-Type-Options") == ["nosniff"]
+    assert policies and all("sandbox" in [directive.strip() for directive in policy.split(";")]
+                            for policy in policies), policies
+
+
+def test_raw_paths_are_forwarded(proxied):
+    base, auth, _ = proxied
+    status, _, body = call(base + "/edgebook/api/endpoints/a%2Fb%3Fc", headers=auth)
+    assert status == 200 and json.loads(body)["uri"] == "/api/endpoints/a%2Fb%3Fc"
+    status, _, body = call(base + "/edgebook/proxy/items/a%2Fb%3Fc", headers=auth)
+    assert status == 200 and json.loads(body)["uri"] == "/items/a%2Fb%3Fc"
+
+
+def test_jupyter_authorization_is_asked_for_the_edgebook_resource(tmp_path):
+    with jupyter_with_stand_in(
+            tmp_path, "--ServerApp.authorizer_class=edgebook_authorizer.ReadOnlyEdgebook"
+    ) as (base, auth, gateway):
+        assert call(base + "/api/status", headers=auth)[0] == 200  # Jupyter itself: allowed
+        assert call(base + "/edgebook/api/endpoints", headers=auth)[0] == 200
+        seen = len(gateway.seen)
+        status, _, _ = call(base + "/edgebook/api/endpoints/x", method="PUT", body={},
+                            headers=auth)
+        assert status == 403
+        assert call(base + "/edgebook/proxy/echo", method="POST", body={},
+                    headers=auth)[0] == 403
+        assert call(base + "/edgebook/proxy/echo", headers=auth)[0] == 403
+        assert len(gateway.seen) == seen  # nothing refused reached the gateway

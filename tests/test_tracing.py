@@ -1,0 +1,105 @@
+"""OpenTelemetry: a request's span, its phases and service calls, exported over OTLP/HTTP to
+a real receiver on loopback and decoded with opentelemetry-proto."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import threading
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+    ExportTraceServiceRequest)
+
+from edgebook.gateway import tracing  # noqa: E402
+from edgebook.gateway.timing import RequestTiming  # noqa: E402
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """An OTLP/HTTP traces endpoint that keeps every span it is sent."""
+
+    def __init__(self):
+        self.spans = []
+        self.arrived = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource_spans in request.resource_spans:
+                    for scope_spans in resource_spans.scope_spans:
+                        receiver.spans.extend(scope_spans.spans)
+                receiver.arrived.set()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                       f"http://127.0.0.1:{server.server_address[1]}/v1/traces")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "edgebook-test")
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_nothing_is_exported_unless_asked(monkeypatch):
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    assert tracing.Tracing.from_env() is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert tracing.Tracing.from_env() is None
+
+
+def test_request_span_with_phases_and_service_calls_reaches_the_receiver(receiver):
+    tracer = tracing.Tracing.from_env()
+    assert tracer is not None
+    span = tracer.begin("GET", "/pets/{id}",
+                        {"Traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    handed_on = tracer.traceparent(span)["traceparent"]
+    timing = RequestTiming()
+    t0 = timing.start
+    for name, offset in (("routed", 0.0001), ("received", 0.0002), ("dispatched", 0.0010),
+                         ("replied", 0.0100), ("written", 0.0102)):
+        timing.mark(name, t0 + offset)
+    timing.service_call("db.query", t0 + 0.002, 0.005)
+    tracer.end(span, timing, 200, "pets")
+    tracer.shutdown()
+    assert receiver.arrived.wait(10)
+
+    spans = {s.name: s for s in receiver.spans}
+    assert set(spans) == {"GET /pets/{id}", "recv", "route", "queue", "worker", "db db.query"}
+    root = spans["GET /pets/{id}"]
+    assert root.trace_id.hex() == TRACE_ID and root.parent_span_id.hex() == PARENT_ID
+    assert handed_on.split("-")[1:3] == [TRACE_ID, root.span_id.hex()]  # the handler's parent
+    for phase in ("recv", "route", "queue", "worker"):
+        assert spans[phase].parent_span_id == root.span_id
+    assert spans["db db.query"].parent_span_id == spans["worker"].span_id
+    durations = sum(spans[p].end_time_unix_nano - spans[p].start_time_unix_nano
+                    for p in ("recv", "route", "queue", "worker"))
+    assert durations == pytest.approx(10_000_000, abs=2_000)  # 10 ms, to the clock
+    attributes = {a.key: a.value for a in root.attributes}
+    assert attributes["http.response.status_code"].int_value == 200
