@@ -3,6 +3,8 @@
 import asyncio
 import uuid
 
+import pytest
+
 from tornado.testing import AsyncTestCase, ExpectLog, gen_test
 
 from edgebook.errors import GatewayError
@@ -59,3 +61,10 @@ def test_pipe_depth_defaults_by_worker_count():
     assert EndpointConfig("a", "GET", "/a").pipe_depth == 32
     assert EndpointConfig("a", "GET", "/a", workers=3).pipe_depth == 8
     assert EndpointConfig("a", "GET", "/a", workers=3, max_inflight_per_worker=2).pipe_depth == 2
+
+
+def test_config_refuses_values_no_endpoint_can_run_with():
+    for bad in ({"timeout": 0}, {"start_timeout": -1}, {"queue_limit": -1}, {"max_body": -1},
+                {"workers": 0}, {"max_inflight_per_worker": 0}):
+        with pytest.raises(ValueError):
+            EndpointConfig("a", "GET", "/a", **bad)

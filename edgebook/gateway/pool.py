@@ -72,6 +72,10 @@ class EndpointConfig:
             raise ValueError("workers must be at least 1")
         if self.max_inflight_per_worker is not None and self.max_inflight_per_worker < 1:
             raise ValueError("max_inflight_per_worker must be at least 1")
+        if self.timeout <= 0 or self.start_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        if self.queue_limit < 0 or self.max_body < 0:
+            raise ValueError("queue_limit and max_body must not be negative")
 
     @property
     def pipe_depth(self) -> int:
@@ -79,10 +83,6 @@ class EndpointConfig:
         if self.max_inflight_per_worker is not None:
             return self.max_inflight_per_worker
         return SINGLE_WORKER_DEPTH if self.workers == 1 else MULTI_WORKER_DEPTH
-        if self.timeout <= 0 or self.start_timeout <= 0:
-            raise ValueError("timeouts must be positive")
-        if self.queue_limit < 0 or self.max_body < 0:
-            raise ValueError("queue_limit and max_body must not be negative")
 
 
 class _Waiter:
