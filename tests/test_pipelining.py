@@ -4,7 +4,6 @@ import asyncio
 import uuid
 
 import pytest
-
 from tornado.testing import AsyncTestCase, ExpectLog, gen_test
 
 from edgebook.errors import GatewayError
