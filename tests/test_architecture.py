@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,12 +43,53 @@ def test_a_violation_breaks_the_contracts(tmp_path):
 
 def test_no_import_cycles():
     graph = grimp.build_graph("edgebook")
-    cycles = _strongly_connected(graph)
+    cycles = _strongly_connected(sorted(graph.modules), graph.find_modules_directly_imported_by)
     assert not cycles, f"import cycles: {cycles}"
 
 
-def _strongly_connected(graph) -> list[list[str]]:
-    """Tarjan's algorithm over the module graph; the components with more than one module."""
+def sdk_module_graph(src: Path) -> dict[str, set[str]]:
+    """Which of the SDK's modules each one names (`crate::module`, comments left out). The
+    crate root declares and re-exports every module, so it is not a node."""
+    def code(path: Path) -> str:
+        return "\n".join(line.split("//", 1)[0] for line in path.read_text().splitlines())
+
+    modules = {path.stem for path in src.glob("*.rs")} - {"lib"}
+    # What the root re-exports (`pub use module::{A, B}`): `crate::A` names `module`.
+    home = {}
+    for module, items in re.findall(r"^pub use (\w+)::\{?([^;}]*)\}?;", code(src / "lib.rs"),
+                                    re.MULTILINE):
+        home.update((item.strip(), module) for item in items.split(",") if item.strip())
+    graph: dict[str, set[str]] = {}
+    for name in modules:
+        text = code(src / f"{name}.rs")
+        named = set(re.findall(r"\bcrate::(\w+)", text))
+        for group in re.findall(r"\bcrate::\{([^}]*)\}", text):
+            named |= {item.strip().split("::")[0] for item in group.split(",")}
+        named = {home.get(item, item) for item in named}
+        graph[name] = (named & modules) - {name}
+    return graph
+
+
+def test_no_module_cycles_in_the_sdk():
+    graph = sdk_module_graph(REPO / "sdk" / "src")
+    assert {"error", "response", "request", "extras", "ipc", "services"} <= graph.keys()
+    cycles = _strongly_connected(sorted(graph), lambda module: graph[module])
+    assert not cycles, f"module cycles in the SDK: {cycles}"
+
+
+def test_an_sdk_cycle_is_found(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "sdk" / "src", src)
+    error = src / "error.rs"  # errors rendering themselves as responses again
+    error.write_text(error.read_text() + "\nuse crate::response::Response;\n")
+    graph = sdk_module_graph(src)
+    assert _strongly_connected(sorted(graph), lambda module: graph[module]) == [
+        ["error", "response"]]
+
+
+def _strongly_connected(modules, imports_of) -> list[list[str]]:
+    """Tarjan's algorithm over a module graph (``imports_of(module)``: what it imports);
+    the components with more than one module."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -60,7 +102,7 @@ def _strongly_connected(graph) -> list[list[str]]:
         counter[0] += 1
         stack.append(module)
         on_stack.add(module)
-        for imported in graph.find_modules_directly_imported_by(module):
+        for imported in imports_of(module):
             if imported not in index:
                 visit(imported)
                 low[module] = min(low[module], low[imported])
@@ -78,7 +120,7 @@ def _strongly_connected(graph) -> list[list[str]]:
                 found.append(sorted(component))
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
-    for module in sorted(graph.modules):
+    for module in modules:
         if module not in index:
             visit(module)
     return found

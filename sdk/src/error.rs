@@ -7,8 +7,6 @@ use std::fmt;
 use std::io;
 use std::sync::OnceLock;
 
-use crate::response::Response;
-
 /// The environment variable that lets 5xx details reach the client (`1`, `true`, `yes`, `on`).
 pub const EXPOSE_ERRORS_ENV: &str = "EDGEBOOK_EXPOSE_ERRORS";
 
@@ -24,7 +22,7 @@ pub const EXPOSE_ERRORS_ENV: &str = "EDGEBOOK_EXPOSE_ERRORS";
 /// `?` converts `serde_json` errors ([`HandlerError::SerializationError`], 500) and
 /// `std::io::Error` ([`HandlerError::Other`], 500); [`HandlerError::other`] wraps any error.
 /// Client input that fails to parse should go through [`crate::Request::json`] or
-/// [`crate::Json`], which answer 400. Any `HandlerError` converts into a [`Response`].
+/// [`crate::Json`], which answer 400. Any `HandlerError` converts into a [`Response`](crate::Response).
 ///
 /// # Examples
 ///
@@ -130,63 +128,9 @@ impl HandlerError {
     pub fn other(err: impl StdError + Send + Sync + 'static) -> Self {
         HandlerError::Other(Box::new(err))
     }
-
-    /// The response a client receives for this error.
-    ///
-    /// A 4xx answers `{"error": "<Display text>"}`. A 5xx writes its Display text (and the
-    /// chain of sources) to stderr, the endpoint's log, and answers only the status's reason,
-    /// `{"error": "Internal Server Error"}` or `{"error": "Service Unavailable"}`, unless
-    /// details are exposed: `EDGEBOOK_EXPOSE_ERRORS=1` in the worker's environment (a
-    /// development setting) gives 5xx the detailed body of
-    /// [`HandlerError::detailed_response`] as well.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use edgebook_sdk::HandlerError;
-    ///
-    /// let response = HandlerError::Conflict("id taken".into()).to_response();
-    /// assert_eq!(response.status, 409);
-    /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"Conflict: id taken"}"#));
-    ///
-    /// # if std::env::var_os("EDGEBOOK_EXPOSE_ERRORS").is_none() {
-    /// let response = HandlerError::DatabaseError("no such table: pets".into()).to_response();
-    /// assert_eq!(response.status, 500);
-    /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"Internal Server Error"}"#));
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn to_response(&self) -> Response {
-        let status = self.status_code();
-        if status < 500 {
-            return self.detailed_response();
-        }
-        log_detail(self);
-        if expose_details() {
-            self.detailed_response()
-        } else {
-            Response::json(status, serde_json::json!({ "error": reason(status) }))
-        }
-    }
-
-    /// `{"error": "<Display text>"}` with the status, whatever the status: the original
-    /// SDK's response, for a caller that decides itself what a client may see.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use edgebook_sdk::HandlerError;
-    ///
-    /// let response = HandlerError::DatabaseError("locked".into()).detailed_response();
-    /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"Database error: locked"}"#));
-    /// ```
-    #[must_use]
-    pub fn detailed_response(&self) -> Response {
-        Response::json(self.status_code(), serde_json::json!({ "error": self.to_string() }))
-    }
 }
 
-fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         503 => "Service Unavailable",
         _ => "Internal Server Error",
@@ -194,7 +138,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// One line on stderr: the status, the request (when known), the Display text and sources.
-fn log_detail(err: &HandlerError) {
+pub(crate) fn log_detail(err: &HandlerError) {
     let mut line = format!("edgebook handler: {}", err.status_code());
     CONTEXT.with(|context| {
         if let Some(id) = &context.borrow().request_id {
@@ -242,7 +186,7 @@ pub(crate) fn in_request<T>(request_id: &str, expose: bool, f: impl FnOnce() -> 
 
 /// Whether 5xx details go to the client: the worker loop's setting while a handler runs,
 /// else [`EXPOSE_ERRORS_ENV`] (read once).
-fn expose_details() -> bool {
+pub(crate) fn expose_details() -> bool {
     CONTEXT.with(|context| context.borrow().expose).unwrap_or_else(|| {
         static FROM_ENV: OnceLock<bool> = OnceLock::new();
         *FROM_ENV.get_or_init(expose_errors_from_env)
@@ -301,11 +245,5 @@ impl From<io::Error> for HandlerError {
 impl From<serde_json::Error> for HandlerError {
     fn from(err: serde_json::Error) -> Self {
         HandlerError::SerializationError(err)
-    }
-}
-
-impl From<HandlerError> for Response {
-    fn from(err: HandlerError) -> Self {
-        err.to_response()
     }
 }

@@ -9,12 +9,8 @@
 //! (method, path, query, headers, body): a clone kept past its response, or another request
 //! that reuses the id (clients may choose `X-Request-Id`), never gets this entry's data.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
-
-use crate::request::Request;
 
 /// The extra data of one request.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,26 +41,10 @@ fn table() -> MutexGuard<'static, BTreeMap<String, Entry>> {
     TABLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A hash of the fields a handler sees; maps are hashed independently of their order.
-fn fingerprint(request: &Request) -> u64 {
-    fn unordered(map: &HashMap<String, String>) -> u64 {
-        map.iter().fold(0u64, |sum, entry| {
-            let mut hasher = DefaultHasher::new();
-            entry.hash(&mut hasher);
-            sum.wrapping_add(hasher.finish())
-        })
-    }
-    let mut hasher = DefaultHasher::new();
-    (&request.method, &request.path, &request.body).hash(&mut hasher);
-    (unordered(&request.query), unordered(&request.headers)).hash(&mut hasher);
-    hasher.finish()
-}
-
 /// Records the extras of a request (nothing is stored when there are none).
-pub(crate) fn insert(request: &Request, extras: RequestExtras) {
+pub(crate) fn insert(request_id: &str, fingerprint: u64, extras: RequestExtras) {
     if !extras.is_empty() {
-        let entry = Entry { fingerprint: fingerprint(request), extras };
-        table().insert(request.request_id.clone(), entry);
+        table().insert(request_id.to_owned(), Entry { fingerprint, extras });
     }
 }
 
@@ -73,11 +53,16 @@ pub(crate) fn remove(request_id: &str) {
     table().remove(request_id);
 }
 
-/// Runs `f` on the extras of this very request, if it has any and has not been answered.
-pub(crate) fn with<T>(request: &Request, f: impl FnOnce(&RequestExtras) -> Option<T>) -> Option<T> {
+/// Runs `f` on the extras of this very request (its id, and the fingerprint of its fields:
+/// `Request::fingerprint`), if it has any and has not been answered.
+pub(crate) fn with<T>(
+    request_id: &str,
+    fingerprint: u64,
+    f: impl FnOnce(&RequestExtras) -> Option<T>,
+) -> Option<T> {
     let table = table();
-    let entry = table.get(&request.request_id)?;
-    if entry.fingerprint != fingerprint(request) {
+    let entry = table.get(request_id)?;
+    if entry.fingerprint != fingerprint {
         return None;
     }
     f(&entry.extras)

@@ -464,7 +464,7 @@ fn accept(frame: RequestFrame) -> Result<Request, FrameError> {
         client_ip: frame.client_ip,
         request_id: frame.request_id,
     };
-    extras::insert(&request, extras);
+    extras::insert(&request.request_id, request.fingerprint(), extras);
     Ok(request)
 }
 

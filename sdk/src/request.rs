@@ -1,6 +1,8 @@
 //! `Request`: the HTTP request a handler receives, and its accessors.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
@@ -164,9 +166,11 @@ impl Request {
     /// ```
     #[must_use]
     pub fn query_all(&self, key: &str) -> Vec<String> {
-        extras::with(self, |e| e.query_all.as_ref().map(|all| all.get(key).cloned()))
-            .unwrap_or_else(|| self.query.get(key).map(|v| vec![v.clone()]))
-            .unwrap_or_default()
+        extras::with(&self.request_id, self.fingerprint(), |e| {
+            e.query_all.as_ref().map(|all| all.get(key).cloned())
+        })
+        .unwrap_or_else(|| self.query.get(key).map(|v| vec![v.clone()]))
+        .unwrap_or_default()
     }
 
     /// A path parameter (a `{name}` segment of the route), raw.
@@ -268,7 +272,7 @@ impl Request {
     #[must_use]
     pub fn header_all(&self, key: &str) -> Vec<String> {
         let lower = key.to_ascii_lowercase();
-        extras::with(self, |e| {
+        extras::with(&self.request_id, self.fingerprint(), |e| {
             e.headers_all.as_ref().map(|all| {
                 all.iter()
                     .find(|(name, _)| name.eq_ignore_ascii_case(&lower))
@@ -339,7 +343,8 @@ impl Request {
     /// ```
     #[must_use]
     pub fn try_body_bytes(&self) -> Option<Vec<u8>> {
-        if let Some(bytes) = extras::with(self, |e| e.body.clone()) {
+        if let Some(bytes) = extras::with(&self.request_id, self.fingerprint(), |e| e.body.clone())
+        {
             return Some(bytes);
         }
         match &self.body {
@@ -350,6 +355,22 @@ impl Request {
 
     fn text_bytes(&self) -> Vec<u8> {
         self.body.as_deref().map(str::as_bytes).unwrap_or_default().to_vec()
+    }
+
+    /// A hash of the fields a handler sees (maps hashed independently of their order): what
+    /// ties this request to the extras the worker loop kept for it (see `extras`).
+    pub(crate) fn fingerprint(&self) -> u64 {
+        fn unordered(map: &HashMap<String, String>) -> u64 {
+            map.iter().fold(0u64, |sum, entry| {
+                let mut hasher = DefaultHasher::new();
+                entry.hash(&mut hasher);
+                sum.wrapping_add(hasher.finish())
+            })
+        }
+        let mut hasher = DefaultHasher::new();
+        (&self.method, &self.path, &self.body).hash(&mut hasher);
+        (unordered(&self.query), unordered(&self.headers)).hash(&mut hasher);
+        hasher.finish()
     }
 
     /// The `Content-Type` header.

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{self, HandlerError};
+
 /// Internal header that marks a body as base64 of raw bytes.
 ///
 /// [`Response::binary`] sets it; the worker loop removes it and sends the frame with
@@ -118,7 +120,7 @@ impl Response {
             Ok(text) => {
                 Self::new(status).with_header("Content-Type", "application/json").with_body(text)
             }
-            Err(err) => crate::HandlerError::SerializationError(err).to_response(),
+            Err(err) => HandlerError::SerializationError(err).to_response(),
         }
     }
 
@@ -506,7 +508,7 @@ impl IntoResponse for Response {
     }
 }
 
-impl IntoResponse for crate::HandlerError {
+impl IntoResponse for HandlerError {
     fn into_response(self) -> Response {
         self.to_response()
     }
@@ -549,5 +551,69 @@ impl<T: IntoResponse> IntoResponse for (u16, T) {
     fn into_response(self) -> Response {
         let (status, inner) = self;
         Response { status, ..inner.into_response() }
+    }
+}
+
+/// How an error reaches the client: a [`HandlerError`] renders as a [`Response`] here, so
+/// that `error` knows nothing of responses.
+impl HandlerError {
+    /// The response a client receives for this error.
+    ///
+    /// A 4xx answers `{"error": "<Display text>"}`. A 5xx writes its Display text (and the
+    /// chain of sources) to stderr, the endpoint's log, and answers only the status's reason,
+    /// `{"error": "Internal Server Error"}` or `{"error": "Service Unavailable"}`, unless
+    /// details are exposed: `EDGEBOOK_EXPOSE_ERRORS=1` in the worker's environment (a
+    /// development setting) gives 5xx the detailed body of
+    /// [`HandlerError::detailed_response`] as well.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use edgebook_sdk::HandlerError;
+    ///
+    /// let response = HandlerError::Conflict("id taken".into()).to_response();
+    /// assert_eq!(response.status, 409);
+    /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"Conflict: id taken"}"#));
+    ///
+    /// # if std::env::var_os("EDGEBOOK_EXPOSE_ERRORS").is_none() {
+    /// let response = HandlerError::DatabaseError("no such table: pets".into()).to_response();
+    /// assert_eq!(response.status, 500);
+    /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"Internal Server Error"}"#));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn to_response(&self) -> Response {
+        let status = self.status_code();
+        if status < 500 {
+            return self.detailed_response();
+        }
+        error::log_detail(self);
+        if error::expose_details() {
+            self.detailed_response()
+        } else {
+            Response::json(status, serde_json::json!({ "error": error::reason(status) }))
+        }
+    }
+
+    /// `{"error": "<Display text>"}` with the status, whatever the status: the original
+    /// SDK's response, for a caller that decides itself what a client may see.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use edgebook_sdk::HandlerError;
+    ///
+    /// let response = HandlerError::DatabaseError("locked".into()).detailed_response();
+    /// assert_eq!(response.body.as_deref(), Some(r#"{"error":"Database error: locked"}"#));
+    /// ```
+    #[must_use]
+    pub fn detailed_response(&self) -> Response {
+        Response::json(self.status_code(), serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+impl From<HandlerError> for Response {
+    fn from(err: HandlerError) -> Self {
+        err.to_response()
     }
 }
