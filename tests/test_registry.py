@@ -273,3 +273,12 @@ async def test_pruning_revisions_keeps_the_live_one_and_those_asked_for(registry
     await registry.set_live_revision("hello", 2)
     assert await registry.prune_revisions("hello", keep=[4, 5]) == [1, 3]
     assert [r.number for r in registry.revisions("hello")] == [5, 4, 2]
+
+
+def test_a_registry_outage_message_names_no_password():
+    from edgebook.gateway.pgregistry import unavailable
+
+    dsn = "postgresql://edgebook:s3cr%21t@db.internal:5432/registry"
+    error = unavailable(dsn, OSError(f"password s3cr!t refused for {dsn}"))
+    assert "s3cr" not in str(error), str(error)
+    assert "db.internal:5432/registry" in str(error)

@@ -43,6 +43,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ..services.secrets import redact
 from .registry import (EndpointRecord, NotFoundError, Registry, RegistryError,
                        RegistryUnavailable, RevisionRecord, ServiceRecord, check_desired,
                        check_expected, check_state)
@@ -175,11 +176,13 @@ def describe_target(dsn: str) -> str:
     return "the configured PostgreSQL server"
 
 
-def _password(dsn: str) -> str | None:
+def _passwords(dsn: str) -> list[str]:
+    """The DSN's password as written and as the server sees it (percent-decoded)."""
     try:
-        return urllib.parse.urlsplit(dsn).password
+        written = urllib.parse.urlsplit(dsn).password
     except ValueError:
-        return None
+        return []
+    return [written, urllib.parse.unquote(written)] if written else []
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -195,10 +198,7 @@ def is_unreachable(exc: BaseException) -> bool:
 
 
 def unavailable(dsn: str, exc: BaseException) -> RegistryUnavailable:
-    text = str(exc) or type(exc).__name__
-    password = _password(dsn)
-    if password:
-        text = text.replace(password, "****")
+    text = redact(str(exc) or type(exc).__name__, _passwords(dsn))
     if isinstance(exc, TimeoutError):
         text = "timed out"
     return RegistryUnavailable(

@@ -54,6 +54,7 @@ from traitlets import Bool, Float, List, Unicode
 from .. import paths
 from ..errors import error_body
 from ..discovery import RuntimeInfo, find_or_start, gateway_log, pid_alive
+from ..sse import EventParser
 
 #: Request headers never forwarded: hop-by-hop ones, and Jupyter's credentials, which must
 #: not reach the gateway (or a handler's worker).
@@ -338,21 +339,10 @@ class EventRelay:
             info = await self.gateway.wait_ready(3600.0)
             if info is None:
                 continue
-            buffer = b""
+            parser = EventParser()
 
             def feed(chunk: bytes) -> None:
-                nonlocal buffer
-                buffer += chunk
-                *blocks, buffer = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
-                for block in blocks:
-                    data = [line[5:].strip() for line in block.split(b"\n")
-                            if line.startswith(b"data:")]
-                    if not data:
-                        continue  # a comment, e.g. the gateway's own heartbeat
-                    try:
-                        event = json.loads(b"\n".join(data))
-                    except ValueError:
-                        continue
+                for event in parser.feed(chunk):
                     seq = event.get("seq")
                     if event.get("type") == "hello":
                         self.connected = True

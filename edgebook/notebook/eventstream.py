@@ -9,14 +9,12 @@ the socket down, which ends the thread promptly.
 from __future__ import annotations
 
 import http.client
-import json
-import logging
 import socket
 import threading
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-log = logging.getLogger(__name__)
+from ..sse import EventParser
 
 
 class EventStreamError(ConnectionError):
@@ -30,6 +28,7 @@ class EventStream:
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        self._parser = EventParser()
         try:
             self._conn.request("GET", (parts.path.rstrip("/") or "") + "/api/events",
                                headers={"Authorization": f"Bearer {token}",
@@ -50,17 +49,8 @@ class EventStream:
         self.seq: int = int(self.hello.get("seq", 0))
 
     def _events(self):
-        data: list[str] = []
         for raw in self._response:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if line.startswith("data:"):
-                data.append(line[5:].lstrip())
-            elif not line and data:
-                try:
-                    yield json.loads("\n".join(data))
-                except ValueError:
-                    log.warning("ignoring a malformed event: %r", data)
-                data = []
+            yield from self._parser.feed(raw)
 
     def follow(self, callback: Callable[[dict], None]) -> "EventStream":
         """Hand each following event to ``callback`` on a daemon thread until closed."""

@@ -1,5 +1,5 @@
-"""The one rule for showing a service config: secrets become ``****``, passwords are cut
-out of URLs. A secret is a key the connector declares secret, or any key whose name looks
+"""The one rule for showing a config or an error text: secrets become ``****``, passwords are
+cut out of URLs. A secret is a key the connector declares secret, or any key whose name looks
 like one (password, secret, token, credential, private, api key, access key, session), at
 any depth."""
 
@@ -28,5 +28,15 @@ def _mask(value: Any, key: str, secret_keys: frozenset[str]) -> Any:
     if key and (key in secret_keys or _SECRET_KEY.search(key)) and value not in (None, ""):
         return MASK
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + m.group("at"), value)
+        return redact(value)
     return value
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` (an error message, say) as an API may show it: URL passwords cut out, and
+    every known secret value (a password taken from a DSN) replaced."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + m.group("at"), text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
