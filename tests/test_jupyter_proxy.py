@@ -118,4 +118,5 @@ def test_jupyter_authorization_is_asked_for_the_edgebook_resource(tmp_path):
         assert call(base + "/edgebook/proxy/echo", method="POST", body={},
                     headers=auth)[0] == 403
         assert call(base + "/edgebook/proxy/echo", headers=auth)[0] == 403
+        assert call(base + "/edgebook/admin/index.html", headers=auth)[0] == 403
         assert len(gateway.seen) == seen  # nothing refused reached the gateway

@@ -547,6 +547,7 @@ class AdminPageHandler(_Forwarding, JupyterHandler):
         self.gateway = gateway
 
     @web.authenticated
+    @authorized("read")
     async def get(self, path: str) -> None:
         info = self.gateway.info
         if info is None:
