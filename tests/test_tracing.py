@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import json
+import shutil
 import threading
+import urllib.request
 
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
     ExportTraceServiceRequest)
+from test_cli import Server  # noqa: E402
 
+from edgebook.client import AdminClient  # noqa: E402
 from edgebook.gateway import tracing  # noqa: E402
 from edgebook.gateway.timing import RequestTiming  # noqa: E402
 
@@ -77,7 +82,7 @@ def test_nothing_is_exported_unless_asked(monkeypatch):
 def test_request_span_with_phases_and_service_calls_reaches_the_receiver(receiver):
     tracer = tracing.Tracing.from_env()
     assert tracer is not None
-    span = tracer.begin("GET", "/pets/{id}",
+    span = tracer.begin("GET", "/pets/{id}", "/pets/42",
                         {"Traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
     handed_on = tracer.traceparent(span)["traceparent"]
     timing = RequestTiming()
@@ -103,3 +108,39 @@ def test_request_span_with_phases_and_service_calls_reaches_the_receiver(receive
     assert durations == pytest.approx(10_000_000, abs=2_000)  # 10 ms, to the clock
     attributes = {a.key: a.value for a in root.attributes}
     assert attributes["http.response.status_code"].int_value == 200
+    assert attributes["http.route"].string_value == "/pets/{id}"
+    assert attributes["url.path"].string_value == "/pets/42"
+
+
+TRACE_ECHO = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(req: Request) -> Response {
+    Response::ok(json!({"traceparent": req.header("traceparent"), "id": req.path_param("id")}))
+}
+
+handler_loop!(handle);
+"""
+
+
+def test_a_live_gateway_traces_a_request_and_hands_the_trace_to_the_handler(receiver, tmp_path):
+    if shutil.which("cargo") is None:
+        pytest.skip("needs cargo to build the handler")
+    server = Server(tmp_path / ".edgebook")
+    try:
+        AdminClient(server.info.admin_url, server.info.token).deploy(
+            "pet", "GET", "/pets/{id}", TRACE_ECHO)
+        asked = urllib.request.Request(f"{server.info.url}/pets/42", headers={
+            "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+        with urllib.request.urlopen(asked, timeout=30) as response:
+            seen = json.loads(response.read())
+    finally:
+        assert server.terminate() == 0  # the exporter flushes on the way out
+    assert receiver.arrived.wait(10)
+    roots = [s for s in receiver.spans if s.name.startswith("GET ")]
+    assert [s.name for s in roots] == ["GET /pets/{id}"]  # the route, not /pets/42
+    root = roots[0]
+    attributes = {a.key: a.value.string_value for a in root.attributes}
+    assert attributes["http.route"] == "/pets/{id}" and attributes["url.path"] == "/pets/42"
+    assert root.trace_id.hex() == TRACE_ID and root.parent_span_id.hex() == PARENT_ID
+    assert seen["id"] == "42"
+    assert seen["traceparent"].split("-")[1:3] == [TRACE_ID, root.span_id.hex()]

@@ -198,9 +198,9 @@ class Exchange(httputil.HTTPMessageDelegate):
     """One request and its response on one HTTP/1.x connection."""
 
     __slots__ = ("plane", "conn", "method", "target", "path", "query", "headers",
-                 "request_id", "internal_id", "endpoint", "params", "limit", "size", "chunks",
-                 "early_error", "status", "responded", "closed", "counted", "started", "read",
-                 "timing", "trace")
+                 "request_id", "internal_id", "endpoint", "pattern", "params", "limit", "size",
+                 "chunks", "early_error", "status", "responded", "closed", "counted", "started",
+                 "read", "timing", "trace")
 
     def __init__(self, plane: DataPlane, conn):
         self.plane = plane
@@ -212,6 +212,7 @@ class Exchange(httputil.HTTPMessageDelegate):
         self.path = ""
         self.request_id = ""
         self.endpoint = ""
+        self.pattern = ""
         self.internal_id = ""
         self.chunks: list[bytes] = []
         self.size = 0
@@ -255,6 +256,7 @@ class Exchange(httputil.HTTPMessageDelegate):
             return
         self.timing.mark("routed")
         self.endpoint = match.route.name
+        self.pattern = match.route.path
         self.params = match.params
         self.limit = limit = min(config.max_body, plane.max_frame)
         length = headers.get("Content-Length")
@@ -313,7 +315,8 @@ class Exchange(httputil.HTTPMessageDelegate):
         _add_headers(frame, self.headers)
         plane = self.plane
         if plane.tracing is not None:  # the handler's traceparent names this request's span
-            self.trace = plane.tracing.begin(self.method, self.path, self.headers)
+            self.trace = plane.tracing.begin(self.method, self.pattern, self.path,
+                                             self.headers)
             carried = plane.tracing.traceparent(self.trace)
             frame["headers"].update(carried)
             if "headers_all" in frame:

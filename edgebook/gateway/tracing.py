@@ -71,13 +71,15 @@ class Tracing:
         log.info("exporting request traces over OTLP/HTTP")
         return cls(provider)
 
-    def begin(self, method: str, route: str, headers: Mapping[str, str]) -> Any:
-        """The request's span, a child of the caller's ``traceparent`` (if any)."""
+    def begin(self, method: str, route: str, path: str, headers: Mapping[str, str]) -> Any:
+        """The request's span, a child of the caller's ``traceparent`` (if any). Named by
+        the route's pattern (``GET /pets/{id}``, a name shared by every pet, as tracing
+        backends expect); the concrete path is the ``url.path`` attribute."""
         parent = self._propagator.extract({k.lower(): v for k, v in headers.items()
                                            if k.lower() in ("traceparent", "tracestate")})
         return self._tracer.start_span(
             f"{method} {route}", context=parent, kind=self._trace.SpanKind.SERVER,
-            attributes={"http.request.method": method, "http.route": route})
+            attributes={"http.request.method": method, "http.route": route, "url.path": path})
 
     def traceparent(self, span: Any) -> dict[str, str]:
         """The W3C headers that name ``span`` as the parent, for the handler."""
