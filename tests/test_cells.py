@@ -70,6 +70,10 @@ def test_deployed_endpoint_displays():
                           proxy_url="/edgebook/proxy/users/1")
     assert ep.curl == "curl -sS -i http://127.0.0.1:9/users/1"
     assert ep.summary() == "endpoint get_users_id | revision 2 | built in 0.50 s (dev)"
+    ep.build = {"cached": True, "unchanged": True}
+    assert ep.build_note() == "unchanged, cached binary"
+    ep.build = {"cached": True, "unchanged": False}  # an older source again: it changes
+    assert ep.build_note() == "from the build cache, no compile"
     assert "/edgebook/proxy/users/1" in ep._repr_html_()
     post = DeployedEndpoint(name="p", method="POST", path="/p", url="http://127.0.0.1:9/p",
                             revision=1)
@@ -82,8 +86,10 @@ def test_progress_steps_from_gateway_events():
     assert step_of({"type": "build", "phase": "started", "profile": "dev"}) == (1, "building (dev)")
     assert step_of({"type": "build", "phase": "progress", "stage": "compiling",
                     "crate": "serde"}) == (3, "compiling serde")
-    assert step_of({"type": "build", "phase": "finished", "ok": True, "cached": True})[1] \
-        == "unchanged: using the cached binary"
+    assert step_of({"type": "build", "phase": "finished", "ok": True, "cached": True,
+                    "unchanged": True})[1] == "unchanged: using the cached binary"
+    assert step_of({"type": "build", "phase": "finished", "ok": True, "cached": True,
+                    "unchanged": False})[1] == "from the build cache: no compile needed"
     assert step_of({"type": "build", "phase": "finished", "ok": False})[1] == "build failed"
     assert step_of({"type": "state", "state": "running"}) == (7, "running")
     assert step_of({"type": "runtime"}) is None

@@ -54,6 +54,24 @@ def test_deploy_serves_and_records_a_revision(tmp_path):
     run(main())
 
 
+
+def test_a_cache_hit_is_unchanged_only_when_it_is_what_serves(tmp_path):
+    async def main():
+        gateway, builder, server, _ = await start_gateway(str(tmp_path))
+        try:
+            seen = []
+            for tag in ("one", "two", "one", "one"):
+                result = await gateway.put_endpoint(spec(source=f"tag: {tag}"))
+                build = result["build"]
+                seen.append((build["cached"], build["unchanged"]))
+                code, body = await get_json(gateway.url + "/echo")
+                assert body["tag"] == tag
+            # "one" again after "two" comes from the cache but changes what is served
+            assert seen == [(False, False), (False, False), (True, False), (True, True)]
+        finally:
+            await stop_gateway(gateway, server)
+    run(main())
+
 def test_build_failure_keeps_the_old_revision_serving(tmp_path):
     async def main():
         gateway, builder, server, _ = await start_gateway(str(tmp_path))

@@ -72,6 +72,15 @@ from .views import jsonable, log_line
 
 log = logging.getLogger(__name__)
 
+
+def unchanged(result: Any, serving_hash: str | None) -> bool:
+    """Whether a build changes nothing that is served: a cache hit of the binary that serves
+    now (a cache hit of an older revision's source is a change, just one without a compile)."""
+    return bool(getattr(result, "ok", False) and getattr(result, "cached", False)
+                and serving_hash is not None
+                and getattr(result, "content_hash", None) == serving_hash)
+
+
 @dataclasses.dataclass
 class GatewayConfig:
     """Everything a gateway process needs to know; the CLI fills it from its flags."""
@@ -568,8 +577,10 @@ class Gateway:
                                                      "deploy_failed", "crash_looping",
                                                      *SERVING_STATES) else "")
             await self._set_state(name, "building", f"building ({profile}){keeps}")
-            result = await self._run_build(record, profile)
+            result = await self._run_build(record, profile,
+                                           serving.content_hash if serving else None)
             build = build_dict(result, record.source)
+            build["unchanged"] = unchanged(result, serving.content_hash if serving else None)
             hint = feature_hint(result, record.deps)
             if hint:
                 build["hint"] = hint
@@ -620,7 +631,10 @@ class Gateway:
         self.events.publish("build", endpoint=name, phase="release_queued", profile="release")
         await self._build_and_deploy(name, spawn_release=False, profile="release")
 
-    async def _run_build(self, record: EndpointRecord, profile: str) -> Any:
+    async def _run_build(self, record: EndpointRecord, profile: str,
+                         serving_hash: str | None = None) -> Any:
+        """One build, announced as events; ``serving_hash`` is the content hash of the
+        revision serving now (a cached result equal to it is ``unchanged``)."""
         name = record.name
         self.events.publish("build", endpoint=name, phase="started", profile=profile)
         loop = asyncio.get_running_loop()
@@ -653,6 +667,7 @@ class Gateway:
                                   time.monotonic() - started)
         self.events.publish("build", endpoint=name, phase="finished", ok=bool(result.ok),
                             status=result.status, cached=bool(getattr(result, "cached", False)),
+                            unchanged=unchanged(result, serving_hash),
                             duration=getattr(result, "duration", None), profile=profile,
                             diagnostics=len(result.diagnostics or []))
         return result

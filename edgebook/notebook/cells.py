@@ -161,7 +161,8 @@ class DeployedEndpoint:
         if not self.build:
             return ""
         if self.build.get("cached"):
-            return "unchanged, cached binary"
+            return ("unchanged, cached binary" if self.build.get("unchanged", True)
+                    else "from the build cache, no compile")
         duration = self.build.get("duration")
         profile = self.build.get("profile", "dev")
         return f"built in {duration:.2f} s ({profile})" if duration is not None else "built"

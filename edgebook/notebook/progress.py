@@ -53,7 +53,8 @@ def step_of(event: dict) -> tuple[int, str] | None:
             if not event.get("ok"):
                 return 5, "build failed"
             if event.get("cached"):
-                return 5, "unchanged: using the cached binary"
+                return 5, ("unchanged: using the cached binary" if event.get("unchanged", True)
+                           else "from the build cache: no compile needed")
             duration = event.get("duration")
             return 5, f"built in {duration:.2f} s" if duration is not None else "built"
         inner = event.get("step") or event.get("stage") or phase
