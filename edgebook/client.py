@@ -279,6 +279,19 @@ def _q(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
 
+def service_test_report(name: str, result: dict) -> list[str]:
+    """What a service's connection test says, in lines (the CLI and ``%edgebook`` print
+    the same): ``name: ok (1.2 ms)``, or ``name: not reachable: ...`` and its cause."""
+    if result.get("ok"):
+        return [f"{name}: ok ({result.get('latency_ms', 0):.1f} ms)"]
+    error = result.get("error") or {}
+    lines = [f"{name}: not reachable: {error.get('message', result)}"]
+    detail = error.get("detail")
+    if detail and detail != error.get("message"):
+        lines.append(f"  cause: {detail}")
+    return lines
+
+
 def _error_from(exc: urllib.error.HTTPError) -> AdminError:
     raw = exc.read()
     try:

@@ -8,7 +8,7 @@ import time
 import socket
 import urllib.request
 
-from edgebook.client import AdminClient, ensure_gateway
+from edgebook.client import AdminClient, ensure_gateway, service_test_report
 from edgebook.discovery import RuntimeInfo, admin_healthy, is_loopback_url, pid_alive
 
 from tiny_app import RecordingGateway
@@ -94,3 +94,11 @@ def test_loopback_urls():
         assert is_loopback_url(url), url
     for url in ("http://example.com", "http://10.0.0.1", "http://localhost.example.com"):
         assert not is_loopback_url(url), url
+
+
+def test_a_service_test_reads_the_same_in_the_cli_and_the_notebook():
+    assert service_test_report("db", {"ok": True, "latency_ms": 1.234}) == ["db: ok (1.2 ms)"]
+    down = {"ok": False, "error": {"message": "cannot connect to 127.0.0.1:1",
+                                   "detail": "Connection refused"}}
+    assert service_test_report("db", down) == [
+        "db: not reachable: cannot connect to 127.0.0.1:1", "  cause: Connection refused"]

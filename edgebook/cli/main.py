@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..build.builder import Builder, PrebuildError
-from ..client import AdminError, default_data_dir, ensure_gateway
+from ..client import AdminError, default_data_dir, ensure_gateway, service_test_report
 from ..discovery import list_gateways, pid_alive
 from ..services.errors import ServiceConfigError
 from ..services.options import parse_options
@@ -435,14 +435,9 @@ def cmd_service(args: argparse.Namespace) -> int:
                   f"{json.dumps(record.get('config', {}))}")
     elif action == "test":
         result = client.test_service(args.name)
+        print("\n".join(service_test_report(args.name, result)))
         if not result.get("ok"):
-            error = result.get("error") or {}
-            print(f"{args.name}: not reachable: {error.get('message', result)}")
-            detail = error.get("detail")
-            if detail and detail != error.get("message"):
-                print(f"  cause: {detail}")
             return 1
-        print(f"{args.name}: ok ({result.get('latency_ms', 0):.1f} ms)")
     elif action == "rm":
         client.delete_service(args.name)
         print(f"removed service {args.name}")

@@ -22,7 +22,7 @@ from IPython.core.magic import (
 )
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ..client import AdminError
+from ..client import AdminError, service_test_report
 from ..openapi.document import ADMIN_DOCUMENT_PATH, save_document
 from ..openapi.notebook import import_spec
 from ..openapi.spec import SpecError
@@ -317,12 +317,7 @@ class GatewayMagics(Magics):
                 admin.delete_service(rest[0])
                 print(f"{rest[0]}: removed")
                 return None
-            result = admin.test_service(rest[0])
-            if result.get("ok"):
-                print(f"{rest[0]}: ok ({result.get('latency_ms', 0):.1f} ms)")
-            else:
-                print(f"{rest[0]}: not reachable: "
-                      f"{(result.get('error') or {}).get('message', result)}")
+            print("\n".join(service_test_report(rest[0], admin.test_service(rest[0]))))
             return None
         raise UsageError("usage: %edgebook service add NAME KIND [URL] [key=value ...] | "
                          "service list | service test NAME | service rm NAME")
