@@ -8,6 +8,7 @@ dir (its pid is this test process), so the extension attaches instead of startin
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from edgebook.discovery import RuntimeInfo, write_runtime
+from edgebook.jupyter.extension import declared_headers
 
 from test_serverextension import TOKEN, call, free_port, wait_for
 from tiny_app import RecordingGateway
@@ -120,3 +122,19 @@ def test_jupyter_authorization_is_asked_for_the_edgebook_resource(tmp_path):
         assert call(base + "/edgebook/proxy/echo", headers=auth)[0] == 403
         assert call(base + "/edgebook/admin/index.html", headers=auth)[0] == 403
         assert len(gateway.seen) == seen  # nothing refused reached the gateway
+
+
+def test_declared_headers_forward_exactly_what_can_be_sent():
+    def encode(pairs) -> str:
+        return base64.b64encode(json.dumps(pairs).encode()).decode()
+
+    kept, dropped = declared_headers(encode([
+        ["Content-Type", "text/csv"], ["X-Sample", "café"], ["Host", "evil.example"],
+        ["X-Split", "a\r\nX-Injected: 1"], ["Bad Name", "x"], ["X-Wide", "\u2603"],
+        ["X-Repeat", "1"], ["X-Repeat", "2"]]))
+    assert kept == [("Content-Type", "text/csv"), ("X-Sample", "café"),
+                    ("X-Repeat", "1"), ("X-Repeat", "2")]
+    assert dropped == ["Host", "X-Split", "Bad Name", "X-Wide"]
+    for malformed in ("not base64!", encode({"a": "b"}), encode([["only-a-name"]]),
+                      encode([["X", 1]])):
+        assert declared_headers(malformed) is None

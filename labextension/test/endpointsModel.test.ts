@@ -172,6 +172,26 @@ describe('EndpointsModel', () => {
     model.dispose();
   });
 
+  it('stops polling while nobody looks, and lists at once when the panel shows again', async () => {
+    const client = new FakeClient();
+    const model = new EndpointsModel({ client, pollInterval: 100 });
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(client.listCalls).toBeGreaterThanOrEqual(8);
+
+    model.active = false; // the panel is hidden
+    await vi.advanceTimersByTimeAsync(200);
+    const hidden = client.listCalls;
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(client.listCalls).toBe(hidden);
+
+    model.active = true; // shown again: fresh state now, then polling resumes
+    await vi.advanceTimersByTimeAsync(10);
+    expect(client.listCalls).toBe(hidden + 1);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(client.listCalls - hidden).toBeGreaterThanOrEqual(8);
+    model.dispose();
+  });
+
   it('resyncs when a sequence number is skipped and polls at once on disconnect', async () => {
     const client = new FakeClient();
     const bus = new FakeBus();
