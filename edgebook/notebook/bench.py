@@ -543,6 +543,7 @@ _ADVICE = {
     "worker_ms": "in the handler itself: make the handler faster",
     "services_ms": "in service calls: look at the queries (an index, fewer round trips)",
     "recv_ms": "reading the request body: the client is slow to send",
+    "route_ms": "choosing the endpoint: many routes or a very long path",
     "outside_ms": "outside the gateway (network, client): more workers will not help",
 }
 
@@ -551,7 +552,7 @@ def _reading(breakdown) -> str | None:
     if breakdown is None:
         return None
     row = breakdown.loc["p99"]
-    parts = {"queue_ms": row.queue_ms, "recv_ms": row.recv_ms,
+    parts = {"queue_ms": row.queue_ms, "recv_ms": row.recv_ms, "route_ms": row.route_ms,
              "services_ms": row.services_ms,
              "worker_ms": max(row.worker_ms - row.services_ms, 0.0),
              "outside_ms": row.outside_ms}
@@ -569,7 +570,7 @@ def _plot_breakdown(breakdown, label: str):
     ax.patch.set_alpha(0.0)
     if breakdown is None:
         return fig
-    parts = [("recv", "recv_ms"), ("queue", "queue_ms"), ("handler", None),
+    parts = [("route", "route_ms"), ("recv", "recv_ms"), ("queue", "queue_ms"), ("handler", None),
              ("services", "services_ms"), ("outside", "outside_ms")]
     left = [0.0] * len(breakdown)
     for name, column in parts:
@@ -582,7 +583,7 @@ def _plot_breakdown(breakdown, label: str):
     ax.set_xlabel("ms (mean of the requests at each percentile)")
     ax.set_title(f"{label}: where the time went", fontsize=9)
     ax.invert_yaxis()
-    ax.legend(fontsize=7, ncols=5, loc="lower right")
+    ax.legend(fontsize=7, ncols=6, loc="lower right")
     for spine in ("top", "right"):
         ax.spines[spine].set_visible(False)
     fig.tight_layout()
