@@ -168,6 +168,24 @@ def test_serve_publishes_a_private_runtime_file_and_exits_cleanly(tmp_path, serv
 # -- with cargo ------------------------------------------------------------------------------
 
 @cargo
+def test_serve_says_where_the_admin_page_is_and_sends_server_timing_when_asked(
+        tmp_path, server_factory):
+    server = server_factory(tmp_path / "dd", "--server-timing")
+    page = server.process.stdout.readline()
+    isolation = server.process.stdout.readline()
+    assert f"admin page {server.info.admin_url}/admin/" in page and "runtime.json" in page
+    assert isolation.startswith("edgebook: isolation: ")
+    assert "workers " in isolation and "builds " in isolation
+    (tmp_path / "hello.rs").write_text(HELLO)
+    result = edgebook("deploy", "hello.rs", "--route", "GET /hello", "--data-dir",
+                      server.data_dir, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with urllib.request.urlopen(server.info.url + "/hello", timeout=30) as response:
+        timing = response.headers.get("Server-Timing")  # no token asked for it
+    assert timing and "worker;dur=" in timing and "total;dur=" in timing
+
+
+@cargo
 def test_serve_deploy_and_curl_a_real_handler(tmp_path, server_factory):
     server = server_factory(tmp_path / "dd")
     (tmp_path / "hello.rs").write_text(HELLO)
