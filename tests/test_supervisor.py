@@ -254,6 +254,23 @@ class FailureTest(SupervisorTestCase):
         self.assertEqual(order, [0, 1, 2, 3])
 
     @gen_test
+    async def test_a_request_that_waits_longer_than_the_timeout_is_told_why(self):
+        # One slot; the timeout (1 s) bounds the handler and the wait for the slot alike.
+        await self.supervisor.deploy(
+            config(workers=1, max_inflight_per_worker=1, timeout=1.0), FAKE, "r1")
+        slow = request("/mode/slow", query={"s": "0.7"})
+        busy = asyncio.ensure_future(self.call("ep", slow))  # slot taken until ~0.7 s
+        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(  # gets the slot at ~0.7 s, holds it to ~1.4 s
+            self.call("ep", request("/mode/slow", query={"s": "0.7"})))
+        await asyncio.sleep(0.1)
+        third = await self.call("ep", request())  # would get the slot at ~1.4 s: too late
+        self.assertEqual((third.status, third.error_type), (503, "overloaded"))
+        self.assertIn("no worker was free within 1 s", str(third))
+        self.assertEqual((await busy)["status"], 200)
+        self.assertEqual((await waiting)["status"], 200)
+
+    @gen_test
     async def test_least_loaded_dispatch_spreads_over_workers(self):
         await self.supervisor.deploy(config(workers=3, max_inflight_per_worker=2), FAKE, "r1")
         responses = await asyncio.gather(*(
