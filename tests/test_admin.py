@@ -150,12 +150,13 @@ def test_openapi_document_covers_the_route_table():
 @gateway_test
 async def test_deploy_read_update_and_delete(gateway, builder, api):
     body = {"method": "GET", "path": "/echo", "source": "tag: one", "workers": 2,
-            "origin": {"notebook": "n.ipynb", "cell_id": "c1"}}
+            "limit_open_files": 48, "origin": {"notebook": "n.ipynb", "cell_id": "c1"}}
     code, result, _ = await api.call("PUT", "/api/endpoints/echo", body)
     assert code == 201, result
     endpoint = result["endpoint"]
     assert endpoint["state"] == "running" and endpoint["live_revision"] == 1
     assert endpoint["options"]["workers"] == 2 and endpoint["url"].endswith("/echo")
+    assert endpoint["options"]["limit_open_files"] == 48  # PUT takes what PATCH takes
     assert endpoint["origin"] == {"notebook": "n.ipynb", "cell_id": "c1"}
     assert result["build"]["ok"] and result["build"]["revision"] == 1
     response = await api.http.fetch(endpoint["url"])
@@ -257,6 +258,9 @@ async def test_bad_requests_get_the_error_shape(gateway, builder, api):
     code, payload, _ = await api.call("POST", "/api/endpoints", {
         "name": "a", "method": "GET", "path": "/a/{id}", "source": ""})
     assert code == 409 and payload["error_type"] == "exists"
+    code, payload, _ = await api.call("POST", "/api/endpoints", {
+        "name": "lim", "method": "GET", "path": "/lim", "source": "", "limit_open_files": 0})
+    assert code == 400 and "limit_open_files" in payload["error"], payload
     code, payload, _ = await api.call("PUT", "/api/endpoints/b", {
         "method": "GET", "path": "/a/{other}", "source": ""})
     assert code == 409 and payload["error_type"] == "route_conflict"
