@@ -20,6 +20,7 @@ use crate::frame::{
     self, BodyEncoding, Frame, FrameError, Ready, RequestFrame, ResponseFrame, ServiceCall,
     ServiceReply, DEFAULT_MAX_FRAME,
 };
+use crate::lossy;
 
 /// Set to `1` by a gateway that reads and writes binary body frames.
 pub const BINARY_BODY_ENV: &str = "EDGEBOOK_BINARY_BODY";
@@ -427,11 +428,9 @@ fn accept(frame: RequestFrame) -> Result<Request, FrameError> {
         RequestExtras { body: None, query_all: frame.query_all, headers_all: frame.headers_all };
     let body = match (frame.body, frame.body_encoding) {
         (_, Some(BodyEncoding::Binary)) => match frame.body_bytes {
-            Some(bytes) if !bytes.is_empty() => match String::from_utf8(bytes) {
+            Some(bytes) if !bytes.is_empty() => match lossy::to_string_lossy(bytes) {
                 Ok(text) => Some(text),
-                Err(err) => {
-                    let bytes = err.into_bytes();
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                Err((text, bytes)) => {
                     extras.body = Some(bytes);
                     Some(text)
                 }
@@ -442,7 +441,10 @@ fn accept(frame: RequestFrame) -> Result<Request, FrameError> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded.as_bytes())
                 .map_err(|e| FrameError::Invalid(format!("request body is not base64: {e}")))?;
-            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let (text, bytes) = match lossy::to_string_lossy(bytes) {
+                Ok(text) => (text.clone(), text.into_bytes()),
+                Err(decoded) => decoded,
+            };
             extras.body = Some(bytes);
             Some(text)
         }

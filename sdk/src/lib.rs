@@ -51,6 +51,7 @@ mod http_types;
 pub mod frame;
 #[doc(hidden)]
 pub mod ipc;
+mod lossy;
 mod multipart;
 mod request;
 mod response;

@@ -171,6 +171,52 @@ fn binary_bodies_arrive_and_leave_intact() {
 }
 
 #[test]
+fn a_body_that_is_not_utf8_reads_as_its_lossy_text_and_keeps_its_bytes() {
+    // Random bytes with text between them: errors dense and sparse, in both body encodings.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut body = Vec::new();
+    while body.len() < 100_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        match state % 3 {
+            0 => body.extend_from_slice("grüße, 世界 🦀 ".as_bytes()),
+            _ => body.extend_from_slice(&state.to_le_bytes()),
+        }
+    }
+    let binary = Frame::Request(edgebook_sdk::frame::RequestFrame {
+        request_id: "raw-1".into(),
+        method: "PUT".into(),
+        path: "/".into(),
+        query: Default::default(),
+        query_all: None,
+        headers: Default::default(),
+        headers_all: None,
+        params: Default::default(),
+        body: None,
+        body_encoding: Some(BodyEncoding::Binary),
+        body_length: Some(body.len() as u64),
+        body_bytes: Some(body.clone()),
+        client_ip: None,
+        untyped: false,
+    })
+    .encode();
+    let mut base64 = request("b64-1", "/");
+    use base64::Engine;
+    base64["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&body));
+    base64["body_encoding"] = json!("base64");
+    let input = [binary, frame(base64)].concat();
+    let mut seen = Vec::new();
+    let (result, _) = run(&input, |req: Request| {
+        seen.push((req.body.clone(), req.try_body_bytes()));
+        Response::no_content()
+    });
+    result.unwrap();
+    let expected = (Some(String::from_utf8_lossy(&body).into_owned()), Some(body));
+    assert_eq!(seen, [expected.clone(), expected]);
+}
+
+#[test]
 fn a_text_response_is_sent_as_utf8() {
     let (result, frames) = run(&frame(request("t-1", "/é")), echo_path);
     result.unwrap();
