@@ -368,7 +368,11 @@ impl Request {
             })
         }
         let mut hasher = DefaultHasher::new();
-        (&self.method, &self.path, &self.body).hash(&mut hasher);
+        (&self.method, &self.path).hash(&mut hasher);
+        // The body may be megabytes: a word-at-a-time hash, not SipHash (about 8x faster; it
+        // only tells this request's fields from a changed copy's, no adversary involved).
+        let body = self.body.as_deref().map(str::as_bytes);
+        (body.map(<[u8]>::len), body.map(word_hash)).hash(&mut hasher);
         (unordered(&self.query), unordered(&self.headers)).hash(&mut hasher);
         hasher.finish()
     }
@@ -491,4 +495,42 @@ fn require<T: FromStr>(value: Option<&String>, key: &str, what: &str) -> Result<
     let value =
         value.ok_or_else(|| HandlerError::BadRequest(format!("Missing required {what}: {key}")))?;
     value.parse().map_err(|_| HandlerError::BadRequest(format!("Invalid value for {what}: {key}")))
+}
+
+/// A fast 64-bit hash of `bytes`, eight at a time (FxHash's step: rotate, xor, multiply).
+fn word_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let step = |h: u64, word: u64| (h.rotate_left(5) ^ word).wrapping_mul(K);
+    let mut words = bytes.chunks_exact(8);
+    let mut h = words
+        .by_ref()
+        .fold(0, |h, w| step(h, u64::from_le_bytes(w.try_into().unwrap_or_default())));
+    let mut tail = [0u8; 8];
+    let rest = words.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    h = step(h, u64::from_le_bytes(tail));
+    step(h, bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::Request;
+
+    #[test]
+    fn any_change_of_a_large_body_changes_the_fingerprint() {
+        let body: String = (0..100_003).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let request = Request { body: Some(body.clone()), ..Request::default() };
+        assert_eq!(request.fingerprint(), request.clone().fingerprint());
+        for at in [0, 7, 8, 50_000, 99_999, 100_000, 100_002] {
+            let mut changed = body.clone().into_bytes();
+            changed[at] = b'Z';
+            let other = Request { body: String::from_utf8(changed).ok(), ..request.clone() };
+            assert_ne!(request.fingerprint(), other.fingerprint(), "byte {at}");
+        }
+        let shorter = Request { body: Some(body[..100_002].to_owned()), ..request.clone() };
+        assert_ne!(request.fingerprint(), shorter.fingerprint());
+        let none = Request { body: None, ..request.clone() };
+        let empty = Request { body: Some(String::new()), ..request };
+        assert_ne!(none.fingerprint(), empty.fingerprint());
+    }
 }
