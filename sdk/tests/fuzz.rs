@@ -1,4 +1,5 @@
-//! A deterministic fuzz loop over the frame reader: mutated golden frames and random bytes.
+//! A deterministic fuzz loop over the frame reader: mutated golden frames (text and binary
+//! body ones) and random bytes.
 //!
 //! No panic, no allocation past the maximum frame size (a huge announced length must be
 //! refused from its 4 bytes), and every frame that decodes re-encodes to a frame that
@@ -26,12 +27,15 @@ impl Rng {
     }
 }
 
+/// The golden frames: the text ones and the binary body ones (their valid vectors).
 fn seeds() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/valid");
-    let mut seeds: Vec<Vec<u8>> = fs::read_dir(dir)
-        .unwrap()
+    let vectors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
+    let mut seeds: Vec<Vec<u8>> = ["valid", "binary"]
+        .iter()
+        .flat_map(|dir| fs::read_dir(vectors.join(dir)).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("invalid_"))
         .map(|p| fs::read(p).unwrap())
         .filter(|b| b.len() <= MAX_FRAME + 4)
         .collect();
@@ -92,11 +96,15 @@ fn the_frame_reader_survives_mutated_and_random_streams() {
             match read_frame(&mut stream, MAX_FRAME) {
                 Ok(Some(frame)) => {
                     *outcomes.entry("frame").or_default() += 1;
+                    if frame.body_bytes().is_some() {
+                        *outcomes.entry("binary_frame").or_default() += 1;
+                    }
                     let again = frame.encode();
                     assert!(again.len() <= MAX_FRAME + 4 || again.len() > data.len());
                     let mut replay: &[u8] = &again;
                     let decoded = read_frame(&mut replay, usize::MAX >> 1).unwrap().unwrap();
                     assert_eq!(decoded.to_value(), frame.to_value());
+                    assert_eq!(decoded.body_bytes(), frame.body_bytes());
                 }
                 Ok(None) => break,
                 Err(err) => {
@@ -110,7 +118,7 @@ fn the_frame_reader_survives_mutated_and_random_streams() {
         }
     }
     // The mutations reach every rule, not just one.
-    for kind in ["frame", "truncated", "oversized", "bad_json", "bad_utf8"] {
+    for kind in ["frame", "binary_frame", "truncated", "oversized", "bad_json", "bad_utf8"] {
         assert!(outcomes.get(kind).copied().unwrap_or(0) > 0, "{kind} never hit: {outcomes:?}");
     }
 }
