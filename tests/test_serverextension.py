@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from edgebook.client import AdminClient
 from edgebook.discovery import find_live, pid_alive, read_runtime
 
 HERE = Path(__file__).parent
@@ -329,3 +330,39 @@ def test_a_gateway_that_cannot_start_is_reported_not_restarted_for_ever(tmp_path
         assert "--openapi-path must start with '/'" in body["error"]
         log = (tmp_path / "jupyter.log").read_text()
         assert "giving up on the gateway" in log and "not ours" not in log
+
+
+def test_a_remote_gateway_is_driven_and_none_is_started(tmp_path):
+    data_dir = str(tmp_path / "elsewhere" / ".edgebook")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    gateway = subprocess.Popen([sys.executable, "-m", "edgebook", "serve", "--data-dir",
+                                data_dir, "--port", "0"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    try:
+        info = wait_for(lambda: find_live(data_dir), timeout=60, what="the remote gateway")
+        remote = [f"--EdgebookExtension.admin_url={info.admin_url}",
+                  f"--EdgebookExtension.admin_token={info.token}"]
+        with jupyter_server(root, *remote) as running:  # no data-plane URL yet
+            base, auth = running["base"], running["auth"]
+            status, _, body = call(base + "/edgebook/api/health", headers=auth)
+            assert status == 200 and json.loads(body)["url"] == info.url
+            status, _, body = call(base + "/edgebook/api/services/notes", method="PUT",
+                                   headers=auth, body={"kind": "sqlite",
+                                                       "config": {"path": "notes.sqlite3"}})
+            assert status in (200, 201), body
+            names = [s["name"] for s in AdminClient(info.admin_url, info.token).services()]
+            assert "notes" in names  # it went to the remote gateway
+            status, _, body = call(base + "/edgebook/proxy/nothing", headers=auth)
+            assert status == 503 and json.loads(body)["error_type"] == "not_configured"
+        with jupyter_server(root, *remote, f"--EdgebookExtension.url={info.url}") as running:
+            status, _, body = call(running["base"] + "/edgebook/proxy/nothing",
+                                   headers=running["auth"])
+            assert status == 404 and json.loads(body)["error_type"] == "not_found"
+        assert not (root / ".edgebook").exists()  # no local gateway was started
+        assert find_live(data_dir).pid == gateway.pid  # and the remote one was left alone
+    finally:
+        gateway.terminate()
+        gateway.wait(30)

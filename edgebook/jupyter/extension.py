@@ -25,6 +25,11 @@ Jupyter's own events websocket instead of holding a stream open per tab.
 
 Kernels started by this server inherit ``EDGEBOOK_DATA_DIR`` (so they use this gateway),
 ``EDGEBOOK_SERVER_ROOT`` and ``EDGEBOOK_PROXY_BASE`` (so cells can link through the proxy).
+
+With ``EDGEBOOK_ADMIN_URL`` and ``EDGEBOOK_ADMIN_TOKEN`` (and ``EDGEBOOK_URL`` for the data
+plane) set, or the same as ``c.EdgebookExtension.admin_url/admin_token/url``, no gateway is
+started: the routes, the relay and the kernels use that gateway elsewhere
+(``RemoteGateway``).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from jupyter_server.utils import url_path_join
 from tornado import httputil, web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.iostream import StreamClosedError
-from traitlets import Bool, Float, List, Unicode
+from traitlets import Bool, Float, List, Unicode, default
 
 from .. import paths
 from ..errors import error_body
@@ -300,6 +305,31 @@ class _OwnedGateway:
         self.process.wait()
 
 
+class RemoteGateway:
+    """A gateway elsewhere (another machine, a Kubernetes Service), named by its admin URL,
+    admin token and data-plane URL: nothing to start, supervise or stop here. Same face as
+    ``GatewayProcess`` for the handlers and the event relay."""
+
+    def __init__(self, admin_url: str, token: str, url: str = "") -> None:
+        self.data_dir = ""
+        self.info = RuntimeInfo(url=url.rstrip("/"), admin_url=admin_url.rstrip("/"),
+                                token=token, pid=0, version="", started=time.time())
+        self.owned = False
+
+    async def start(self) -> None:
+        return None
+
+    async def wait_ready(self, timeout: float) -> RuntimeInfo | None:
+        return self.info
+
+    async def stop(self) -> None:
+        return None
+
+    def unavailable(self) -> tuple[str, str, int | None]:
+        return ("not_configured", "no data-plane URL for the remote edgebook gateway: set "
+                "EDGEBOOK_URL (or c.EdgebookExtension.url)", None)
+
+
 class EventRelay:
     """Follows the gateway's admin event stream and emits each event on Jupyter's event bus.
 
@@ -308,7 +338,7 @@ class EventRelay:
     when the stream ends; then reconnects.
     """
 
-    def __init__(self, gateway: GatewayProcess, event_logger, log) -> None:
+    def __init__(self, gateway: GatewayProcess | RemoteGateway, event_logger, log) -> None:
         self.gateway = gateway
         self.event_logger = event_logger
         self.log = log
@@ -386,7 +416,7 @@ class EventRelay:
 class _Forwarding:
     """Shared by both proxies: forward the request, stream the answer back."""
 
-    gateway: GatewayProcess
+    gateway: GatewayProcess | RemoteGateway
     #: Declared request headers that were not forwarded; reported in the response.
     dropped_headers: list[str] = []
     auth_resource = AUTH_RESOURCE
@@ -512,7 +542,7 @@ class AdminProxyHandler(_Forwarding, APIHandler):
     route_prefix = "edgebook/api"
     protect = (("X-Content-Type-Options", "nosniff"),)
 
-    def initialize(self, gateway: GatewayProcess) -> None:
+    def initialize(self, gateway: GatewayProcess | RemoteGateway) -> None:
         self.gateway = gateway
 
     async def _proxy(self, path: str) -> None:
@@ -543,7 +573,7 @@ class AdminPageHandler(_Forwarding, JupyterHandler):
     Jupyter's login the page needs no admin token: it sees where it was served from and
     calls ``/edgebook/api/`` with Jupyter's cookie and XSRF token instead."""
 
-    def initialize(self, gateway: GatewayProcess) -> None:
+    def initialize(self, gateway: GatewayProcess | RemoteGateway) -> None:
         self.gateway = gateway
 
     @web.authenticated
@@ -568,12 +598,12 @@ class DataPlaneProxyHandler(_Forwarding, JupyterHandler):
     route_prefix = "edgebook/proxy"
     protect = PROTECT_RESPONSE
 
-    def initialize(self, gateway: GatewayProcess) -> None:
+    def initialize(self, gateway: GatewayProcess | RemoteGateway) -> None:
         self.gateway = gateway
 
     async def _proxy(self, path: str) -> None:
         info = self.gateway.info
-        if info is None:
+        if info is None or not info.url:
             self.fail(503, *self.gateway.unavailable())
             return
         url = info.url.rstrip("/") + self.upstream_target()
@@ -629,14 +659,48 @@ class EdgebookExtension(ExtensionApp):
                            "'--release-after-dev'].")
     startup_timeout = Float(60.0, config=True,
                             help="Seconds to wait for a started gateway's runtime file.")
+    admin_url = Unicode(config=True,
+                        help="The admin API of a gateway elsewhere (default: "
+                             "EDGEBOOK_ADMIN_URL). Set, the sidebar, the admin page and "
+                             "kernels drive that gateway, and none is started here.")
+    admin_token = Unicode(config=True,
+                          help="That gateway's admin token (default: EDGEBOOK_ADMIN_TOKEN).")
+    url = Unicode(config=True,
+                  help="That gateway's data plane, for /edgebook/proxy (default: "
+                       "EDGEBOOK_URL).")
+
+    @default("admin_url")
+    def _admin_url_default(self) -> str:
+        return os.environ.get("EDGEBOOK_ADMIN_URL", "")
+
+    @default("admin_token")
+    def _admin_token_default(self) -> str:
+        return os.environ.get("EDGEBOOK_ADMIN_TOKEN", "")
+
+    @default("url")
+    def _url_default(self) -> str:
+        return os.environ.get("EDGEBOOK_URL", "")
 
     def initialize_settings(self) -> None:
         root = os.path.abspath(os.path.expanduser(self.serverapp.root_dir))
-        data_dir = self.data_dir or paths.default_data_dir(root)
-        self.gateway = GatewayProcess(data_dir, serve_args=self.serve_args,
-                                      startup_timeout=self.startup_timeout, log=self.log)
-        # Kernels started from now on inherit these and use this gateway.
-        os.environ["EDGEBOOK_DATA_DIR"] = self.gateway.data_dir
+        if self.admin_url:
+            if not self.admin_token:
+                raise ValueError(f"the edgebook gateway at {self.admin_url} needs its admin "
+                                 "token: set EDGEBOOK_ADMIN_TOKEN or "
+                                 "c.EdgebookExtension.admin_token")
+            self.gateway = RemoteGateway(self.admin_url, self.admin_token, self.url)
+            self.log.info("edgebook: using the remote gateway at %s", self.admin_url)
+            # Kernels started from now on inherit these and use that gateway.
+            os.environ.update({"EDGEBOOK_ADMIN_URL": self.admin_url,
+                               "EDGEBOOK_ADMIN_TOKEN": self.admin_token})
+            if self.url:
+                os.environ["EDGEBOOK_URL"] = self.url
+        else:
+            data_dir = self.data_dir or paths.default_data_dir(root)
+            self.gateway = GatewayProcess(data_dir, serve_args=self.serve_args,
+                                          startup_timeout=self.startup_timeout, log=self.log)
+            # Kernels started from now on inherit these and use this gateway.
+            os.environ["EDGEBOOK_DATA_DIR"] = self.gateway.data_dir
         os.environ["EDGEBOOK_SERVER_ROOT"] = root
         os.environ["EDGEBOOK_PROXY_BASE"] = url_path_join(self.serverapp.base_url,
                                                           "edgebook/proxy")
