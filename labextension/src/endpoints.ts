@@ -158,7 +158,7 @@ class EndpointRow {
     setText(this._method, view.method);
     setAttr(this._method, 'data-method', view.method);
     setText(this._path, view.domain ? `${view.domain}${view.path}` : view.path);
-    setText(this._state, stateLabel(view.state));
+    setText(this._state, stateLabel(view.state, trans));
     setAttr(this._state, 'data-state', view.state);
     setAttr(this._state, 'data-tone', tone);
     setAttr(this.node, 'data-state', view.state);
@@ -359,7 +359,7 @@ export class EndpointList extends Widget {
       if (row) {
         if (row.view.state !== view.state) {
           this._status.announce(
-            trans.__('%1 is %2', name, stateLabel(view.state))
+            trans.__('%1 is %2', name, stateLabel(view.state, trans))
           );
         }
         row.render(view);

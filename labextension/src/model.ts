@@ -3,6 +3,8 @@
  *
  * Pure functions only (no DOM, no network), so they are unit-tested directly.
  */
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
+
 import type {
   IEndpoint,
   IEndpointMetrics,
@@ -55,17 +57,37 @@ export function stateTone(state: string): StateTone {
   return TONES[state] ?? 'idle';
 }
 
-/** The same words as the admin page, the notebook's cards and `%edgebook status`. */
-const LABELS: Record<string, string> = {
-  running_build_failed: 'running, latest build failed',
-  running_deploy_failed: 'running, latest revision failed to start',
-  build_failed: 'build failed',
-  deploy_failed: 'failed to start'
-};
-
-/** `crash_looping` -> `crash looping`. */
-export function stateLabel(state: string): string {
-  return LABELS[state] ?? state.replace(/_/g, ' ');
+/**
+ * A state in words, translated: the same words as the admin page, the notebook's cards and
+ * `%edgebook status` (`running_build_failed` -> `running, latest build failed`), else the
+ * state with spaces (`crash_looping` -> `crash looping`).
+ */
+export function stateLabel(
+  state: string,
+  trans: TranslationBundle = nullTranslator.load('edgebook')
+): string {
+  switch (state) {
+    case 'running_build_failed':
+      return trans.__('running, latest build failed');
+    case 'running_deploy_failed':
+      return trans.__('running, latest revision failed to start');
+    case 'build_failed':
+      return trans.__('build failed');
+    case 'deploy_failed':
+      return trans.__('failed to start');
+    case 'running':
+      return trans.__('running');
+    case 'stopped':
+      return trans.__('stopped');
+    case 'starting':
+      return trans.__('starting');
+    case 'building':
+      return trans.__('building');
+    case 'crash_looping':
+      return trans.__('crash looping');
+    default:
+      return trans.__(state.replace(/_/g, ' '));
+  }
 }
 
 /** States in which a live revision serves requests. */

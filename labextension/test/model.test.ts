@@ -1,3 +1,4 @@
+import { TranslationBundle } from '@jupyterlab/translation';
 import { describe, expect, it } from 'vitest';
 
 import {
@@ -270,6 +271,15 @@ describe('formatting', () => {
 
   it('names states and their colours', () => {
     expect(stateLabel('crash_looping')).toBe('crash looping');
+    expect(stateLabel('something_new')).toBe('something new');
+    // Through the user's language pack: every label is a translatable string.
+    const shout = {
+      __: (text: string) => text.toUpperCase()
+    } as unknown as TranslationBundle;
+    expect(stateLabel('running_build_failed', shout)).toBe(
+      'RUNNING, LATEST BUILD FAILED'
+    );
+    expect(stateLabel('stopped', shout)).toBe('STOPPED');
     expect(stateTone('running')).toBe('ok');
     expect(stateTone('building')).toBe('busy');
     expect(stateTone('stopped')).toBe('idle');
