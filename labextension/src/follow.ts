@@ -1,8 +1,13 @@
 /**
  * A main-area view that re-reads its content on an interval while its "Follow" box is
  * checked and it is visible: the log view and the recent-requests view.
+ *
+ * The interval is a `@lumino/polling` `Poll`: it stands by while the view is hidden, not
+ * following, paused (the subclass's `stopped()`), or the browser tab is hidden, and reads
+ * the interval setting before every tick, so a changed setting applies at the next one.
  */
 import { Message } from '@lumino/messaging';
+import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import { h } from './dom';
@@ -11,15 +16,22 @@ export abstract class FollowingView extends Widget {
   /** The "Follow" checkbox; the subclass places it (with a label) in its bar. */
   protected readonly follow: HTMLInputElement;
   private readonly _interval: () => number;
-  private _timer: number | null = null;
+  private readonly _poll: Poll;
   private _loading: Promise<void> | null = null;
 
-  /** `interval` (ms between reads) is read before every wait, so settings apply live. */
+  /** `interval` (ms between reads) is read before every tick, so settings apply live. */
   constructor(followId: string, interval: () => number) {
     super();
     this._interval = interval;
     this.follow = h('input', { type: 'checkbox', checked: true, id: followId });
     this.follow.addEventListener('change', () => this.schedule());
+    this._poll = new Poll({
+      auto: false,
+      factory: () => this._tick(),
+      frequency: { interval: interval(), backoff: false },
+      name: '@edgebook/labextension:follow',
+      standby: () => !this._following() || !this.isVisible || 'when-hidden'
+    });
   }
 
   /** Reads and shows the content (one read at a time). */
@@ -43,46 +55,42 @@ export abstract class FollowingView extends Widget {
   /** True while the view must not read (paused, or its endpoint is gone). */
   protected abstract stopped(): boolean;
 
-  /** (Re)starts the wait for the next read, or stops waiting when not following. */
+  /** Call after what `stopped()` or the Follow box says changed: reads now if following
+   * again; otherwise the poll stands by from its next tick. */
   protected schedule(): void {
-    this.clearTimer();
-    if (
-      !this.follow.checked ||
-      this.stopped() ||
-      this.isDisposed ||
-      !this.isAttached
-    ) {
-      return;
+    if (this._following()) {
+      void this._poll.refresh();
     }
-    this._timer = window.setTimeout(async () => {
-      this._timer = null;
-      if (this.isVisible) {
-        await this.load();
-      }
-      this.schedule();
-    }, this._interval());
   }
 
-  protected clearTimer(): void {
-    if (this._timer !== null) {
-      window.clearTimeout(this._timer);
-      this._timer = null;
+  private _following(): boolean {
+    return (
+      this.follow.checked &&
+      !this.stopped() &&
+      !this.isDisposed &&
+      this.isAttached
+    );
+  }
+
+  private async _tick(): Promise<void> {
+    const interval = this._interval();
+    if (interval !== this._poll.frequency.interval) {
+      this._poll.frequency = { ...this._poll.frequency, interval };
     }
+    await this.load();
   }
 
   protected onAfterAttach(msg: Message): void {
     super.onAfterAttach(msg);
     void this.load();
-    this.schedule();
-  }
-
-  protected onBeforeDetach(msg: Message): void {
-    this.clearTimer();
-    super.onBeforeDetach(msg);
+    void this._poll.start();
   }
 
   dispose(): void {
-    this.clearTimer();
+    if (this.isDisposed) {
+      return;
+    }
+    this._poll.dispose();
     super.dispose();
   }
 }

@@ -232,6 +232,31 @@ describe('RecentRequestsView', () => {
     ).toBe('true');
   });
 
+  it('reads nothing while not following or hidden, and reads at once when following again', async () => {
+    await vi.advanceTimersByTimeAsync(10);
+    const box = view.node.querySelector<HTMLInputElement>(
+      'input[type="checkbox"]'
+    )!;
+    box.checked = false;
+    box.dispatchEvent(new Event('change'));
+    let before = fetches.length;
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(fetches.length).toBe(before);
+
+    box.checked = true;
+    box.dispatchEvent(new Event('change'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(fetches.length).toBe(before + 1);
+
+    view.hide();
+    before = fetches.length;
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(fetches.length).toBe(before);
+    view.show();
+    await vi.advanceTimersByTimeAsync(2100);
+    expect(fetches.length).toBeGreaterThanOrEqual(before + 2);
+  });
+
   it('says when there are no requests yet', async () => {
     answer = { name: 'get_items', requests: [] };
     await view.load();
