@@ -18,7 +18,7 @@ from typing import Any
 
 from . import paths
 from .discovery import (DetachedGateway, RuntimeInfo, StartError, find_live, find_or_start,
-                        open_admin_url, wait_while_starting)
+                        open_admin_url, ownerless_idle, wait_while_starting)
 
 log = logging.getLogger(__name__)
 
@@ -308,13 +308,14 @@ def _error_from(exc: urllib.error.HTTPError) -> AdminError:
 
 def ensure_gateway(data_dir: str | None = None, *, timeout: float = 60.0,
                    serve_args: Sequence[str] = (), started_by: str = "",
-                   idle_exit: float | None = None,
+                   idle_exit: float | None = None, owner_pid: int | None = None,
                    announce: Callable[[str], None] | None = None) -> AdminClient:
     """A client for the data dir's gateway, starting one in the background if none runs.
 
     The started gateway is its own process (new session, output in
     ``<data_dir>/logs/gateway.log``), outlives the caller (until ``idle_exit`` seconds
-    without traffic, when given) and is reused by later callers. The data dir's start lock
+    without traffic, when given; with ``owner_pid``, until shortly after that process ends
+    and traffic stops) and is reused by later callers. The data dir's start lock
     makes concurrent callers start at most one gateway. ``announce`` gets a line saying
     where a gateway started here is and how to stop it.
     """
@@ -324,18 +325,22 @@ def ensure_gateway(data_dir: str | None = None, *, timeout: float = 60.0,
         try:
             info, started = find_or_start(data_dir, DetachedGateway, timeout=timeout,
                                           serve_args=serve_args, started_by=started_by,
-                                          idle_exit=idle_exit)
+                                          idle_exit=idle_exit, owner_pid=owner_pid)
         except StartError as exc:
             raise AdminError(0, "start_failed", str(exc)) from None
         if started is not None and announce is not None:
-            announce(started_message(info, idle_exit))
+            announce(started_message(info, idle_exit, owner_pid))
     return AdminClient(info.admin_url, info.token, info=info)
 
 
-def started_message(info: RuntimeInfo, idle_exit: float | None = None) -> str:
+def started_message(info: RuntimeInfo, idle_exit: float | None = None,
+                    owner_pid: int | None = None) -> str:
     """What a caller that started a background gateway tells its user."""
     lasts = (f"it exits after {idle_exit:g} s without requests" if idle_exit
              else "it keeps running")
+    if owner_pid:
+        lasts += (f", or {ownerless_idle():g} s after process {owner_pid} (this one) has ended "
+                  "and nothing reaches it")
     return (f"edgebook: started a background gateway (pid {info.pid}) for {info.data_dir}: "
             f"{info.url} (admin {info.admin_url}); {lasts}. List gateways with "
             f"'edgebook gateways', stop this one with 'edgebook stop-gateway --pid {info.pid}'.")

@@ -246,17 +246,31 @@ def gateway_log(data_dir: str) -> str:
     return os.path.join(data_dir, "logs", "gateway.log")
 
 
+#: Seconds a gateway started for a process (``serve --owner-pid``) stays once that process
+#: has ended and nothing reaches it (``EDGEBOOK_OWNERLESS_IDLE`` overrides).
+OWNERLESS_IDLE = 30.0
+
+
+def ownerless_idle() -> float:
+    try:
+        seconds = float(os.environ.get("EDGEBOOK_OWNERLESS_IDLE", "") or OWNERLESS_IDLE)
+    except ValueError:
+        return OWNERLESS_IDLE
+    return seconds if seconds > 0 else OWNERLESS_IDLE
+
+
 def find_or_start(data_dir: str, spawn: Callable[[list[str], str], Started], *,
                   timeout: float = 60.0, serve_args: Sequence[str] = (),
-                  started_by: str = "", idle_exit: float | None = None
-                  ) -> tuple[RuntimeInfo, Started | None]:
+                  started_by: str = "", idle_exit: float | None = None,
+                  owner_pid: int | None = None) -> tuple[RuntimeInfo, Started | None]:
     """The data dir's live gateway, or one started with ``spawn(argv, log_path)`` under the
     start lock and waited for until its runtime file is up (``None``: it was running).
 
     A gateway started here serves a notebook or a background deploy: it runs in
     development mode (``serve --dev``). ``started_by`` is what ``edgebook gateways`` shows
     as its starter; with ``idle_exit`` it exits after that many seconds without data-plane
-    traffic or admin calls (a kernel's gateway must not outlive the kernel for ever)."""
+    traffic or admin calls (a kernel's gateway must not outlive the kernel for ever); with
+    ``owner_pid`` (the starting kernel) it also exits soon after that process has ended."""
     data_dir = os.path.abspath(data_dir)
     with start_lock(data_dir):
         info = find_live(data_dir)
@@ -266,7 +280,8 @@ def find_or_start(data_dir: str, spawn: Callable[[list[str], str], Started], *,
         argv = [sys.executable, "-m", "edgebook", "serve", "--data-dir", data_dir,
                 "--port", "0", "--dev",
                 *(["--started-by", started_by] if started_by else []),
-                *(["--idle-exit", f"{idle_exit:g}"] if idle_exit else []), *serve_args]
+                *(["--idle-exit", f"{idle_exit:g}"] if idle_exit else []),
+                *(["--owner-pid", str(owner_pid)] if owner_pid else []), *serve_args]
         started = spawn(argv, log_path)
         log.info("started a gateway (pid %d) for %s", started.pid, data_dir)
         deadline = time.monotonic() + timeout

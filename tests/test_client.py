@@ -3,9 +3,10 @@
 import gc
 import os
 import signal
-import time
-
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
 
 from edgebook.client import AdminClient, ensure_gateway, service_test_report
@@ -65,6 +66,38 @@ def test_a_kernel_passes_its_idle_exit(monkeypatch):
     assert kernel_idle_exit() is None
     monkeypatch.setenv("EDGEBOOK_IDLE_EXIT", "90")
     assert kernel_idle_exit() == 90.0
+
+
+def test_a_gateway_started_for_a_kernel_ends_soon_after_the_kernel(tmp_path, monkeypatch):
+    """A notebook run (nbclient, nbval) ends its kernel: the gateway that kernel started
+    must not stay for the whole idle exit."""
+    monkeypatch.setenv("EDGEBOOK_GATEWAYS_DIR", str(tmp_path / "gateways"))
+    monkeypatch.setenv("EDGEBOOK_OWNERLESS_IDLE", "1")
+    kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    lines: list[str] = []
+    info = None
+    try:
+        info = ensure_gateway(str(tmp_path / ".edgebook"), idle_exit=3600,
+                              owner_pid=kernel.pid, announce=lines.append).info
+        assert f"process {kernel.pid}" in lines[0]
+        time.sleep(2.5)
+        assert pid_alive(info.pid)  # idle, but the kernel lives: it stays
+        kernel.kill()
+        kernel.wait()
+        deadline = time.monotonic() + 30
+        while pid_alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_alive(info.pid)
+        log = (tmp_path / ".edgebook" / "logs" / "gateway.log").read_text()
+        assert f"the process it served (pid {kernel.pid}) has ended" in log
+    finally:
+        if kernel.poll() is None:
+            kernel.kill()
+            kernel.wait()
+        if info is not None and pid_alive(info.pid):
+            os.kill(info.pid, signal.SIGTERM)
+
+
 def test_loopback_admin_urls_never_go_through_http_proxy(monkeypatch):
     with socket.socket() as proxy, RecordingGateway() as admin:
         proxy.bind(("127.0.0.1", 0))

@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit after this many seconds without data-plane requests or "
                             "admin calls (gateways a notebook kernel starts use it; "
                             "default: never)")
+    serve.add_argument("--owner-pid", type=int, default=None, metavar="PID",
+                       help="the process this gateway serves (a notebook kernel passes its "
+                            "own): once it has ended, exit after "
+                            "EDGEBOOK_OWNERLESS_IDLE (default 30) seconds without requests "
+                            "or admin calls")
     serve.add_argument("--started-by", default="edgebook serve", metavar="WHO",
                        help="who started this gateway, as 'edgebook gateways' shows it")
     serve.add_argument("--log-level", default="info",

@@ -21,6 +21,8 @@ from ..discovery import (
     gateway_on_port,
     mark_starting,
     new_info,
+    ownerless_idle,
+    pid_alive,
     register_gateway,
     remove_runtime,
     runtime_path,
@@ -41,9 +43,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError("--processes must be at least 1", 2)
     if args.idle_exit is not None and args.idle_exit <= 0:
         raise CliError("--idle-exit must be a positive number of seconds", 2)
-    if args.idle_exit is not None and args.processes > 1:
+    if (args.idle_exit is not None or args.owner_pid is not None) and args.processes > 1:
         # followers' traffic never reaches the primary's clock: it would exit while busy
-        raise CliError("--idle-exit works with one process only (not with --processes)", 2)
+        raise CliError("--idle-exit and --owner-pid work with one process only (not with "
+                       "--processes)", 2)
     if args.openapi_path and not args.openapi_path.startswith("/"):
         raise CliError("--openapi-path must start with '/'", 2)
     live = find_live(args.data_dir)
@@ -71,7 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            artifacts_endpoint=args.artifacts_endpoint, role=args.role)
     if not args.uvloop:
         os.environ[UVLOOP_ENV] = "0"  # followers inherit it
-    return run_event_loop(_serve(config, started_by=args.started_by, idle_exit=args.idle_exit))
+    return run_event_loop(_serve(config, started_by=args.started_by, idle_exit=args.idle_exit,
+                                 owner_pid=args.owner_pid))
 
 
 def _admin_token(args: argparse.Namespace) -> str | None:
@@ -101,28 +105,38 @@ def _cannot_listen(config: GatewayConfig, exc: OSError) -> str:
            "for a free port)"
 
 
-async def _watch_idle(gateway: Gateway, idle_exit: float, stop: asyncio.Event) -> None:
-    """Set ``stop`` once the gateway has had no traffic and no admin call for ``idle_exit``."""
+async def _watch_idle(gateway: Gateway, idle_exit: float | None, stop: asyncio.Event,
+                      owner_pid: int | None = None) -> None:
+    """Set ``stop`` once the gateway has had no traffic and no admin call for ``idle_exit``
+    seconds, or, once the process ``owner_pid`` has ended, for ``ownerless_idle()``."""
+    grace = ownerless_idle()
     while not stop.is_set():
         idle = gateway.idle_for()
-        if idle >= idle_exit:
+        if idle_exit and idle >= idle_exit:
             print(f"edgebook: idle for {idle:.0f} s (--idle-exit {idle_exit:g}); exiting",
                   flush=True)
             stop.set()
             return
-        await asyncio.sleep(min(idle_exit - idle, 5.0) + 0.05)
+        if owner_pid and idle >= grace and not pid_alive(owner_pid):
+            print(f"edgebook: the process it served (pid {owner_pid}) has ended and nothing "
+                  f"reached it for {idle:.0f} s; exiting", flush=True)
+            stop.set()
+            return
+        await asyncio.sleep(min(max(min(idle_exit or grace, grace) - idle, 0.0), 1.0) + 0.05)
 
 
 async def _serve(config, *, started_by: str = "edgebook serve",
-                 idle_exit: float | None = None) -> int:
+                 idle_exit: float | None = None, owner_pid: int | None = None) -> int:
     mark_starting(config.data_dir)  # clients wait for the runtime file meanwhile
     try:
-        return await _serve_started(config, started_by=started_by, idle_exit=idle_exit)
+        return await _serve_started(config, started_by=started_by, idle_exit=idle_exit,
+                                    owner_pid=owner_pid)
     finally:
         starting_done(config.data_dir)
 
 
-async def _serve_started(config, *, started_by: str, idle_exit: float | None) -> int:
+async def _serve_started(config, *, started_by: str, idle_exit: float | None,
+                         owner_pid: int | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -166,8 +180,8 @@ async def _serve_started(config, *, started_by: str, idle_exit: float | None) ->
             pid=os.getpid(), data_dir=os.path.abspath(config.data_dir), url=gateway.url,
             admin_url=admin_url, started_by=started_by, started=time.time(),
             processes=config.processes, idle_exit=idle_exit or 0.0))
-        if idle_exit:
-            watcher = asyncio.create_task(_watch_idle(gateway, idle_exit, stop))
+        if idle_exit or owner_pid:
+            watcher = asyncio.create_task(_watch_idle(gateway, idle_exit, stop, owner_pid))
         print(f"edgebook {__version__} serving {gateway.url}  (admin API {admin_url}, "
               f"{config.processes} process{'es' if config.processes > 1 else ''}, "
               f"{event_loop_name()}; data dir {config.data_dir})", flush=True)

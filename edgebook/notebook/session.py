@@ -63,7 +63,8 @@ class Session:
             admin = AdminClient.remote()
             return cls(admin.url or admin.health().get("url"), admin=admin, history=history)
         admin = (ensure_gateway(data_dir, started_by=f"a notebook kernel (pid {os.getpid()})",
-                                idle_exit=kernel_idle_exit(), announce=print)
+                                idle_exit=kernel_idle_exit(), owner_pid=os.getpid(),
+                                announce=print)
                  if start else AdminClient.from_data_dir(data_dir))
         url = admin.url or admin.health().get("url")
         session = cls(url, admin=admin, data_dir=os.path.abspath(data_dir), history=history)
