@@ -20,6 +20,8 @@ import tempfile
 import urllib.parse
 from collections.abc import AsyncIterator
 
+from ..s3 import error_code, open_bucket
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
@@ -381,45 +383,15 @@ class S3ArtifactStore(ArtifactStore):
             return self._client
         async with self._lock:
             if self._client is None:
-                from aiobotocore.config import AioConfig
-                from aiobotocore.session import get_session
-                stack = contextlib.AsyncExitStack()
-                client = await stack.enter_async_context(get_session().create_client(
-                    "s3", endpoint_url=self.endpoint_url, region_name=self.region,
-                    config=AioConfig(
+                try:
+                    self._client, self._stack = await open_bucket(
+                        self.bucket, endpoint_url=self.endpoint_url, region=self.region,
                         connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
-                        retries={"max_attempts": self.max_attempts, "mode": "standard"},
-                        s3={"addressing_style": "path"})))
-                if self.create_bucket:
-                    try:
-                        await self._ensure_bucket(client)
-                    except BaseException:
-                        await stack.aclose()
-                        raise
-                self._client, self._stack = client, stack
+                        max_attempts=self.max_attempts, create=self.create_bucket,
+                        call_timeout=self.call_timeout)
+                except Exception as exc:
+                    raise self._error(exc) from None
         return self._client
-
-    async def _ensure_bucket(self, client) -> None:
-        from botocore import exceptions as boto_errors
-        try:
-            await asyncio.wait_for(client.head_bucket(Bucket=self.bucket), self.call_timeout)
-            return
-        except boto_errors.ClientError as exc:
-            if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-                raise self._error(exc) from None
-        except Exception as exc:
-            raise self._error(exc) from None
-        options = {}
-        if self.region and self.region != "us-east-1":
-            options["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-        try:
-            await asyncio.wait_for(client.create_bucket(Bucket=self.bucket, **options),
-                                   self.call_timeout)
-        except boto_errors.ClientError as exc:
-            if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise self._error(exc) from None
-        except Exception as exc:
-            raise self._error(exc) from None
 
     async def _call(self, method: str, *, digest: str | None = None,
                     timeout: float | None = None, **kwargs):
@@ -439,7 +411,7 @@ class S3ArtifactStore(ArtifactStore):
             return ArtifactError(f"no AWS credentials for {where}: set AWS_ACCESS_KEY_ID and "
                                  "AWS_SECRET_ACCESS_KEY or configure a profile", digest=digest)
         if isinstance(exc, boto_errors.ClientError):
-            code = _code(exc)
+            code = error_code(exc)
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
             if code in ("NoSuchKey", "404", "NotFound") and digest is not None:
                 return ArtifactNotFound(digest, where)
@@ -530,10 +502,6 @@ class S3ArtifactStore(ArtifactStore):
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.aclose()
-
-
-def _code(exc) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _is_aiohttp(exc: BaseException) -> bool:

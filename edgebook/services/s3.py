@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore import exceptions as boto_errors
 
+from ..s3 import error_code, open_bucket
 from . import config as check
 from .errors import ServiceConfigError, ServiceError
 from .objects import MAX_LIST_LIMIT, ObjectConnector
-
-log = logging.getLogger(__name__)
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _UNREACHABLE = (boto_errors.EndpointConnectionError, boto_errors.ConnectTimeoutError,
@@ -77,49 +73,21 @@ class S3Connector(ObjectConnector):
             return self._client
         async with self._lock:
             if self._client is None:
-                stack = contextlib.AsyncExitStack()
-                client = await stack.enter_async_context(get_session().create_client(
-                    "s3", endpoint_url=self.config.get("endpoint_url"),
-                    region_name=self.config["region"],
-                    aws_access_key_id=self.config.get("access_key_id"),
-                    aws_secret_access_key=self.config.get("secret_access_key"),
-                    aws_session_token=self.config.get("session_token"),
-                    config=AioConfig(
+                try:
+                    self._client, self._stack = await open_bucket(
+                        self.bucket, endpoint_url=self.config.get("endpoint_url"),
+                        region=self.config["region"],
                         connect_timeout=self.settings.connect_timeout,
-                        read_timeout=self.call_timeout,
-                        retries={"max_attempts": 2, "mode": "standard"},
+                        read_timeout=self.call_timeout, max_attempts=2,
                         max_pool_connections=self.config["max_connections"],
-                        s3={"addressing_style": "path"})))
-                if self.config["create_bucket"]:
-                    try:
-                        await self._create_bucket(client)
-                    except BaseException:
-                        await stack.aclose()
-                        raise
-                self._client, self._stack = client, stack
+                        credentials={
+                            "aws_access_key_id": self.config.get("access_key_id"),
+                            "aws_secret_access_key": self.config.get("secret_access_key"),
+                            "aws_session_token": self.config.get("session_token")},
+                        create=self.config["create_bucket"])
+                except Exception as exc:
+                    raise self._error(exc) from None
         return self._client
-
-    async def _create_bucket(self, client) -> None:
-        try:
-            await client.head_bucket(Bucket=self.bucket)
-            return
-        except boto_errors.ClientError as exc:
-            if _code(exc) not in _MISSING and _code(exc) != "NoSuchBucket":
-                raise self._error(exc) from None
-        except Exception as exc:
-            raise self._error(exc) from None
-        try:
-            options = {}
-            if self.config["region"] != "us-east-1":
-                options["CreateBucketConfiguration"] = {
-                    "LocationConstraint": self.config["region"]}
-            await client.create_bucket(Bucket=self.bucket, **options)
-            log.info("created bucket '%s' for service '%s'", self.bucket, self.name)
-        except boto_errors.ClientError as exc:
-            if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise self._error(exc) from None
-        except Exception as exc:
-            raise self._error(exc) from None
 
     def _error(self, exc: Exception) -> ServiceError:
         if isinstance(exc, ServiceError):
@@ -132,7 +100,7 @@ class S3Connector(ObjectConnector):
         if isinstance(exc, boto_errors.NoCredentialsError):
             return ServiceError("storage", f"s3 service '{self.name}' has no credentials")
         if isinstance(exc, boto_errors.ClientError):
-            code = _code(exc)
+            code = error_code(exc)
             if code == "NoSuchBucket":
                 return ServiceError("storage", f"bucket '{self.bucket}' of s3 service "
                                                f"'{self.name}' does not exist")
@@ -152,7 +120,7 @@ class S3Connector(ObjectConnector):
         try:
             return await getattr(client, method)(Bucket=self.bucket, **kwargs)
         except boto_errors.ClientError as exc:
-            if missing_ok and _code(exc) in _MISSING:
+            if missing_ok and error_code(exc) in _MISSING:
                 return None
             raise self._error(exc) from None
         except Exception as exc:
@@ -205,7 +173,3 @@ class S3Connector(ObjectConnector):
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.aclose()
-
-
-def _code(exc: boto_errors.ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
