@@ -5,11 +5,10 @@
  */
 import { TranslationBundle } from '@jupyterlab/translation';
 
-import { h, setText } from './dom';
-import { FollowingView } from './follow';
-import { APIError, endpointPath, requestAPI } from './handler';
+import { h } from './dom';
+import { FollowingView, IFollowingViewOptions } from './follow';
+import { endpointPath, requestAPI } from './handler';
 import { formatMs } from './model';
-import { IDeletion, IEndpointsModel } from './tokens';
 
 /** One gateway phase of a request (`route`, `recv`, `queue`, `worker`). */
 export interface IRequestPhase {
@@ -241,13 +240,8 @@ export function renderWaterfall(
   return table;
 }
 
-export interface IRecentRequestsViewOptions {
-  name: string;
-  model: IEndpointsModel;
-  trans: TranslationBundle;
+export interface IRecentRequestsViewOptions extends IFollowingViewOptions {
   locale?: string;
-  /** Milliseconds between fetches while "Follow" is on; read before every wait. */
-  interval: () => number;
   /** Fetches the listing; `requestAPI` on the endpoint's `requests` route by default. */
   fetch?: (name: string) => Promise<IRecentRequests>;
 }
@@ -257,27 +251,20 @@ const fetchRecent = (name: string) =>
 
 /** An endpoint's last requests with their phase bars; one picked shows its waterfall. */
 export class RecentRequestsView extends FollowingView {
-  readonly endpoint: string;
   private readonly _options: IRecentRequestsViewOptions;
   private readonly _list = h('ol', { class: 'eb-RequestList' });
   private readonly _detail = h('div', {
     class: 'eb-RequestDetail',
     'aria-live': 'polite'
   });
-  private readonly _status = h('span', {
-    class: 'eb-FieldNote',
-    role: 'status'
-  });
   private _requests: IRecentRequest[] = [];
   private _selected: string | null = null;
   private _lastKey = '';
-  private _gone = false;
 
   constructor(options: IRecentRequestsViewOptions) {
-    super(`eb-requests-follow-${options.name}`, () => options.interval());
+    super(`eb-requests-follow-${options.name}`, options);
     const { trans } = options;
     this.addClass('eb-RequestsView');
-    this.endpoint = options.name;
     this._options = options;
     const refresh = h(
       'button',
@@ -319,12 +306,10 @@ export class RecentRequestsView extends FollowingView {
             trans.__('service call')
           )
         ),
-        this._status
+        this.status
       ),
       h('div', { class: 'eb-RequestsBody' }, this._list, this._detail)
     );
-    options.model.deleting.connect(this._onDeleting, this);
-    options.model.removed.connect(this._onRemoved, this);
   }
 
   /** The requests last shown, newest first. */
@@ -364,18 +349,6 @@ export class RecentRequestsView extends FollowingView {
         trans.__('Request %1', request.request_id)
       ),
       renderWaterfall(request, trans, locale)
-    );
-  }
-
-  /** The endpoint is gone: keep what is shown, stop fetching. */
-  markGone(): void {
-    this._gone = true;
-    this.follow.checked = false;
-    this.follow.disabled = true;
-    this.schedule();
-    setText(
-      this._status,
-      this._options.trans.__('%1 no longer exists', this.endpoint)
     );
   }
 
@@ -446,56 +419,22 @@ export class RecentRequestsView extends FollowingView {
   }
 
   protected stopped(): boolean {
-    return this._gone;
+    return this.gone;
   }
 
   /** Fetches the listing and shows it. */
-
-  protected async read(): Promise<void> {
-    if (this._gone) {
-      return;
-    }
-    const { trans } = this._options;
-    try {
-      const data = await (this._options.fetch ?? fetchRecent)(this.endpoint);
-      const requests = data?.requests ?? [];
-      const key = requests.map(r => r.request_id).join(',');
-      if (key !== this._lastKey || !this._list.childElementCount) {
-        this._lastKey = key;
-        this._requests = requests;
-        this._render();
-      }
-      setText(this._status, '');
-    } catch (error) {
-      if (error instanceof APIError && error.status === 404) {
-        this.markGone();
-        return;
-      }
-      setText(
-        this._status,
-        trans.__('Cannot read the requests: %1', (error as Error).message)
-      );
+  protected async fetchAndShow(): Promise<void> {
+    const data = await (this._options.fetch ?? fetchRecent)(this.endpoint);
+    const requests = data?.requests ?? [];
+    const key = requests.map(r => r.request_id).join(',');
+    if (key !== this._lastKey || !this._list.childElementCount) {
+      this._lastKey = key;
+      this._requests = requests;
+      this._render();
     }
   }
 
-  private _onDeleting(_: IEndpointsModel, deletion: IDeletion): void {
-    if (deletion.endpoint === this.endpoint && deletion.phase === 'gone') {
-      this.markGone();
-    }
-  }
-
-  private _onRemoved(_: IEndpointsModel, name: string): void {
-    if (name === this.endpoint) {
-      this.markGone();
-    }
-  }
-
-  dispose(): void {
-    if (this.isDisposed) {
-      return;
-    }
-    this._options.model.deleting.disconnect(this._onDeleting, this);
-    this._options.model.removed.disconnect(this._onRemoved, this);
-    super.dispose();
+  protected failedRead(message: string): string {
+    return this._options.trans.__('Cannot read the requests: %1', message);
   }
 }

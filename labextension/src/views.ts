@@ -8,38 +8,27 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { h, setText } from './dom';
-import { FollowingView } from './follow';
-import { APIError, endpointPath, requestAPI } from './handler';
+import { FollowingView, IFollowingViewOptions } from './follow';
+import { endpointPath, requestAPI } from './handler';
 import { IEndpointView, logLineText } from './model';
-import { IDeletion, IEndpointsModel, ILogs, ISource } from './tokens';
+import { IDeletion, ILogs, ISource } from './tokens';
 
-export interface ILogViewOptions {
-  name: string;
-  model: IEndpointsModel;
-  trans: TranslationBundle;
+export interface ILogViewOptions extends IFollowingViewOptions {
   /** How many lines to ask for; read before every fetch, so settings apply live. */
   tail: () => number;
-  /** Milliseconds between fetches while following; read before every wait. */
-  interval: () => number;
 }
 
 /** The last lines of an endpoint's log, refreshed while "Follow" is on. */
 export class LogView extends FollowingView {
-  readonly endpoint: string;
   private readonly _pre: HTMLPreElement;
-  private readonly _status = h('span', {
-    class: 'eb-FieldNote',
-    role: 'status'
-  });
   private readonly _options: ILogViewOptions;
   private _lastText = '';
   private _paused = false;
 
   constructor(options: ILogViewOptions) {
-    super(`eb-follow-${options.name}`, () => options.interval());
+    super(`eb-follow-${options.name}`, options);
     const { trans } = options;
     this.addClass('eb-LogView');
-    this.endpoint = options.name;
     this._options = options;
     this._pre = h('pre', {
       class: 'eb-Log',
@@ -57,12 +46,10 @@ export class LogView extends FollowingView {
           ' ',
           trans.__('Follow')
         ),
-        this._status
+        this.status
       ),
       this._pre
     );
-    options.model.deleting.connect(this._onDeleting, this);
-    options.model.removed.connect(this._onRemoved, this);
   }
 
   /** Stops fetching (and waits for a fetch in flight), e.g. while the endpoint is deleted. */
@@ -78,22 +65,7 @@ export class LogView extends FollowingView {
     this.schedule();
   }
 
-  /** The endpoint is gone: keep the lines, stop following for good. */
-  markGone(): void {
-    this._paused = true;
-    this.follow.checked = false;
-    this.follow.disabled = true;
-    this.schedule();
-    setText(
-      this._status,
-      this._options.trans.__('%1 no longer exists', this.endpoint)
-    );
-  }
-
-  private _onDeleting(_: IEndpointsModel, deletion: IDeletion): void {
-    if (deletion.endpoint !== this.endpoint) {
-      return;
-    }
+  protected onDeleting(deletion: IDeletion): void {
     if (deletion.phase === 'pending') {
       void this.pause();
     } else if (deletion.phase === 'gone') {
@@ -103,51 +75,31 @@ export class LogView extends FollowingView {
     }
   }
 
-  private _onRemoved(_: IEndpointsModel, name: string): void {
-    if (name === this.endpoint) {
-      this.markGone();
-    }
-  }
-
   protected stopped(): boolean {
-    return this._paused;
+    return this._paused || this.gone;
   }
 
   /** Fetches the tail and shows it. */
-
-  protected async read(): Promise<void> {
-    if (this._paused) {
-      return;
-    }
+  protected async fetchAndShow(): Promise<void> {
     const { trans } = this._options;
-    try {
-      const data = await requestAPI<ILogs>(
-        `${endpointPath(this.endpoint, 'logs')}?tail=${this._options.tail()}`
-      );
-      const text = (data?.lines ?? []).map(logLineText).join('\n');
-      if (text !== this._lastText) {
-        const atBottom =
-          this._pre.scrollHeight -
-            this._pre.scrollTop -
-            this._pre.clientHeight <
-          24;
-        this._lastText = text;
-        this._pre.textContent = text || trans.__('(no log lines yet)');
-        if (atBottom || this.follow.checked) {
-          this._pre.scrollTop = this._pre.scrollHeight;
-        }
+    const data = await requestAPI<ILogs>(
+      `${endpointPath(this.endpoint, 'logs')}?tail=${this._options.tail()}`
+    );
+    const text = (data?.lines ?? []).map(logLineText).join('\n');
+    if (text !== this._lastText) {
+      const atBottom =
+        this._pre.scrollHeight - this._pre.scrollTop - this._pre.clientHeight <
+        24;
+      this._lastText = text;
+      this._pre.textContent = text || trans.__('(no log lines yet)');
+      if (atBottom || this.follow.checked) {
+        this._pre.scrollTop = this._pre.scrollHeight;
       }
-      setText(this._status, '');
-    } catch (error) {
-      if (error instanceof APIError && error.status === 404) {
-        this.markGone();
-        return;
-      }
-      setText(
-        this._status,
-        trans.__('Cannot read the log: %1', (error as Error).message)
-      );
     }
+  }
+
+  protected failedRead(message: string): string {
+    return this._options.trans.__('Cannot read the log: %1', message);
   }
 }
 
