@@ -12,8 +12,6 @@ import base64
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -23,52 +21,22 @@ import pytest
 from edgebook.discovery import RuntimeInfo, write_runtime
 from edgebook.jupyter.extension import declared_headers
 
-from test_serverextension import TOKEN, call, free_port, wait_for
+from test_serverextension import TOKEN, call, jupyter_server
 from tiny_app import RecordingGateway
 
-HERE = Path(__file__).parent
-REPO = HERE.parent
 GATEWAY_TOKEN = "stand-in-admin-token"
 
 
 @contextlib.contextmanager
 def jupyter_with_stand_in(root: Path, *extra_args: str):
+    """Jupyter with the extension attached to a recording stand-in for the gateway (its
+    health may answer 403 under a test authorizer)."""
     with RecordingGateway() as gateway:
         write_runtime(str(root / ".edgebook"), RuntimeInfo(
             url=gateway.url, admin_url=gateway.url, token=GATEWAY_TOKEN, pid=os.getpid(),
             version="0", started=time.time(), data_dir=str(root / ".edgebook")))
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBOOK_")}
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(REPO), str(HERE / "resources"), env.get("PYTHONPATH")]))
-        env["JUPYTER_NO_CONFIG"] = "1"
-        env["JUPYTER_RUNTIME_DIR"] = str(root / ".runtime")
-        log = open(root / "jupyter.log", "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-             f"--port={port}", "--ip=127.0.0.1", "--port-retries=0",
-             f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
-             "--ServerApp.jpserver_extensions={'edgebook': True}", *extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
-        base = f"http://127.0.0.1:{port}"
-        auth = {"Authorization": f"token {TOKEN}"}
-        try:
-            wait_for(lambda: process.poll() is not None or
-                     call(base + "/api/status", headers=auth, timeout=5)[0] == 200,
-                     timeout=120, what="the Jupyter server")
-            assert process.poll() is None, (root / "jupyter.log").read_text()
-            # attached: the stand-in answers through the proxy
-            wait_for(lambda: call(base + "/edgebook/api/health", headers=auth,
-                                  timeout=5)[0] in (200, 403), what="the attached gateway")
-            yield base, auth, gateway
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.close()
+        with jupyter_server(root, *extra_args, ready=(200, 403)) as running:
+            yield running["base"], running["auth"], gateway
 
 
 @pytest.fixture(scope="module")

@@ -70,13 +70,15 @@ def wait_for(predicate, timeout=60.0, what="condition"):
 
 
 @contextlib.contextmanager
-def jupyter_server(root, *extra, ready=200):
+def jupyter_server(root, *extra, ready=(200,)):
     """A `jupyter server` for ``root`` with only this extension, on a free loopback port
-    (``extra``: more command-line options; ``ready``: the health status to wait for)."""
+    (``extra``: more command-line options; ``ready``: the health statuses to wait for;
+    ``tests/resources`` is importable, for a test authorizer)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("EDGEBOOK_DATA_DIR", "EDGEBOOK_PROXY", "EDGEBOOK_SERVER"))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO), str(REPO / "tests" / "resources"), env.get("PYTHONPATH")]))
     env["JUPYTER_NO_CONFIG"] = "1"  # no other extensions: only this one, enabled below
     env["JUPYTER_RUNTIME_DIR"] = str(root / ".runtime")
     log = open(root / "jupyter.log", "ab")
@@ -90,7 +92,7 @@ def jupyter_server(root, *extra, ready=200):
     auth = {"Authorization": f"token {TOKEN}"}
     try:
         wait_for(lambda: process.poll() is not None or
-                 call(base + "/edgebook/api/health", headers=auth, timeout=5)[0] == ready,
+                 call(base + "/edgebook/api/health", headers=auth, timeout=5)[0] in ready,
                  timeout=120, what="the server and its gateway")
         assert process.poll() is None, (root / "jupyter.log").read_text()
         yield {"base": base, "auth": auth, "root": root, "process": process}
@@ -320,7 +322,7 @@ def test_a_gateway_that_cannot_start_is_reported_not_restarted_for_ever(tmp_path
     # a list option on the command line: the option once per item (as docs/notebook.md says)
     with jupyter_server(tmp_path, "--EdgebookExtension.serve_args=--openapi-path",
                         "--EdgebookExtension.serve_args=bad",
-                        "--EdgebookExtension.startup_timeout=20", ready=503) as running:
+                        "--EdgebookExtension.startup_timeout=20", ready=(503,)) as running:
         def failed():
             status, _, body = call(running["base"] + "/edgebook/api/health",
                                    headers=running["auth"], timeout=5)
