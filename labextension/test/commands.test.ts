@@ -19,24 +19,12 @@ import {
   IEndpoint
 } from '../src/tokens';
 
+import { endpoint } from './fakes';
+
 // The notebook package does not load under jsdom; these tests never open a notebook.
 vi.mock('@jupyterlab/notebook', () => ({ NotebookPanel: class {} }));
 
 const trans = nullTranslator.load('edgebook');
-
-function endpoint(name: string, state = 'running'): IEndpoint {
-  return {
-    name,
-    method: 'GET',
-    path: `/${name}`,
-    domain: null,
-    state,
-    reason: null,
-    options: {},
-    origin: null,
-    metrics: null
-  };
-}
 
 class FakeClient implements IEndpointsClient {
   endpoints = [endpoint('alpha')];

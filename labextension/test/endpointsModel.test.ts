@@ -9,19 +9,7 @@ import {
 } from '../src/endpointsModel';
 import { EndpointAction, GATEWAY_EVENT_SCHEMA, IEndpoint } from '../src/tokens';
 
-function endpoint(name: string, state = 'running'): IEndpoint {
-  return {
-    name,
-    method: 'GET',
-    path: `/${name}`,
-    domain: null,
-    state,
-    reason: null,
-    options: {},
-    origin: null,
-    metrics: null
-  };
-}
+import { endpoint } from './fakes';
 
 /** A client whose listings are whatever `endpoints` holds when `list()` is called. */
 class FakeClient implements IEndpointsClient {

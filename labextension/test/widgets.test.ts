@@ -33,24 +33,16 @@ import {
   IEndpoint
 } from '../src/tokens';
 
-const trans = nullTranslator.load('edgebook');
+import { endpoint } from './fakes';
 
-function endpoint(name: string, state = 'running'): IEndpoint {
-  return {
-    name,
-    method: 'GET',
-    path: `/${name}`,
-    domain: null,
-    state,
-    reason: null,
-    options: {},
-    origin: null,
-    metrics: { requests: 12345, errors: 0, p50: 1.5, p99: 3 }
-  };
-}
+const trans = nullTranslator.load('edgebook');
+const METRICS = { requests: 12345, errors: 0, p50: 1.5, p99: 3 };
 
 class FakeClient implements IEndpointsClient {
-  endpoints: IEndpoint[] = [endpoint('alpha'), endpoint('beta', 'stopped')];
+  endpoints: IEndpoint[] = [
+    endpoint('alpha', 'running', METRICS),
+    endpoint('beta', 'stopped', METRICS)
+  ];
   async list(): Promise<IEndpoint[]> {
     return this.endpoints.map(e => ({ ...e }));
   }
@@ -197,7 +189,7 @@ describe('EndpointList', () => {
     expect(
       list.node.querySelectorAll('[aria-live], [role="status"]')
     ).toHaveLength(0);
-    client.endpoints = [endpoint('alpha', 'stopped')];
+    client.endpoints = [endpoint('alpha', 'stopped', METRICS)];
     await model.refresh();
     await vi.advanceTimersByTimeAsync(100);
     expect(list.rowNode('beta')).toBeNull();
