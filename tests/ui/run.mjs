@@ -93,12 +93,57 @@ async function step(name, fn) {
   } catch (error) {
     failed += 1;
     results.push({ name, ok: false, error });
+    let shown = '';
     if (currentPage) {
       await currentPage.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
+      shown = await describeNotebook(currentPage).catch(error => `(could not read the page: ${error})`);
     }
     console.log(`FAIL ${name}\n     ${String(error?.stack || error).split('\n').slice(0, 6).join('\n     ')}`);
+    if (shown) {
+      console.log(`     the notebook on show:\n${shown}`);
+    }
     throw Object.assign(error instanceof Error ? error : new Error(String(error)), { reported: true });
   }
+}
+
+/**
+ * What a failure report needs from the notebook on show: its name, its kernel's state and what
+ * each code cell printed (a step that waits for an output otherwise says only "timeout").
+ */
+async function describeNotebook(page) {
+  const panel = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)').first();
+  if ((await panel.count()) === 0) {
+    return '       (no notebook on show)';
+  }
+  return panel.evaluate(node => {
+    const lines = [];
+    const tab = document.querySelector('.lm-DockPanel .lm-TabBar-tab.lm-mod-current');
+    lines.push(`tab: ${tab ? tab.textContent : '?'}`);
+    const indicator = node.querySelector('.jp-Notebook-ExecutionIndicator');
+    lines.push(`kernel: ${indicator ? indicator.dataset.status : '?'}`);
+    node.querySelectorAll('.jp-CodeCell').forEach((cell, index) => {
+      const prompt = cell.querySelector('.jp-InputPrompt');
+      const output = cell.querySelector('.jp-OutputArea');
+      const text = (output ? output.textContent : '').replace(/\s+/g, ' ').trim().slice(0, 600);
+      lines.push(`cell ${index} ${prompt ? prompt.textContent.trim() : ''} ${text || '(no output)'}`);
+    });
+    return lines.map(line => `       ${line}`).join('\n');
+  });
+}
+
+/**
+ * Runs every cell of the notebook on show, once its kernel is idle: a run issued while
+ * JupyterLab is still creating the notebook's session finds "no kernel" and is dropped.
+ */
+async function runAllCells(page) {
+  // The status bar names the current notebook's kernel once its session has one ("No Kernel"
+  // before); the toolbar's indicator says "idle" from the start, so it cannot tell.
+  await page.locator('.jp-StatusBar-TextItem', { hasText: /Python 3 \(ipykernel\) \| Idle/ }).first()
+    .waitFor({ timeout: 120000 });
+  const panel = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)').first();
+  await panel.locator('.jp-Notebook .jp-CodeCell').first().click();
+  await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
+  await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
 }
 
 function expect(condition, message) {
@@ -221,9 +266,7 @@ async function main() {
     });
 
     await step('running the cells deploys the endpoints, shown as running in the sidebar', async () => {
-      await page.locator('.jp-Notebook .jp-CodeCell').first().click();
-      await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
-      await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
+      await runAllCells(page);
       await openSidebar();
       await row.waitFor({ timeout: BUILD_TIMEOUT });
       await sidebar.locator(`li.eb-Endpoint[data-name="${NAME}"][data-state="running"]`).waitFor({ timeout: BUILD_TIMEOUT });
@@ -521,9 +564,7 @@ async function main() {
       const cells = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-CodeCell');
       await page.locator('.lm-TabBar-tab.lm-mod-current', { hasText: 'broken.ipynb' }).first().waitFor();
       await cells.nth(2).locator('.cm-content').waitFor();
-      await cells.first().click();
-      await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
-      await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
+      await runAllCells(page);
       const broken = cells.nth(2);
       const mark = broken.locator('.cm-lintRange-error');
       await mark.first().waitFor({ timeout: BUILD_TIMEOUT });
@@ -590,9 +631,7 @@ async function main() {
       await page.locator('.lm-TabBar-tab.lm-mod-current', { hasText: 'timing.ipynb' }).first().waitFor();
       const cells = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-CodeCell');
       await cells.nth(2).locator('.cm-content').waitFor();
-      await cells.first().click();
-      await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
-      await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
+      await runAllCells(page);
       const response = cells.nth(1).locator('.jp-OutputArea');
       await response.locator('.edgebook-response').waitFor({ timeout: 120000 });
       const text = await response.textContent();
