@@ -20,7 +20,9 @@ pub const EXPOSE_ERRORS_ENV: &str = "EDGEBOOK_EXPOSE_ERRORS";
 /// too, for development (see [`HandlerError::to_response`]).
 ///
 /// `?` converts `serde_json` errors ([`HandlerError::SerializationError`], 500) and
-/// `std::io::Error` ([`HandlerError::Other`], 500); [`HandlerError::other`] wraps any error.
+/// `std::io::Error` ([`HandlerError::InternalError`], 500); [`HandlerError::other`] wraps any
+/// error. The variants are exactly the original SDK's, so an exhaustive `match` written for it
+/// still compiles.
 /// Client input that fails to parse should go through [`crate::Request::json`] or
 /// [`crate::Json`], which answer 400. Any `HandlerError` converts into a [`Response`](crate::Response).
 ///
@@ -73,9 +75,6 @@ pub enum HandlerError {
     Internal(String),
     /// 503, `Service unavailable: {0}`.
     ServiceUnavailable(String),
-    /// 500, `Internal error: {0}`: any other error, kept as the [`source`](StdError::source)
-    /// (made by [`HandlerError::other`] and by `?` on `std::io::Error`).
-    Other(Box<dyn StdError + Send + Sync + 'static>),
 }
 
 impl HandlerError {
@@ -106,27 +105,34 @@ impl HandlerError {
             | HandlerError::RedisError(_)
             | HandlerError::StorageError(_)
             | HandlerError::InternalError(_)
-            | HandlerError::Internal(_)
-            | HandlerError::Other(_) => 500,
+            | HandlerError::Internal(_) => 500,
         }
     }
 
-    /// Wraps any error as a 500 whose [`source`](StdError::source) is `err`.
+    /// Wraps any error as a 500 [`HandlerError::InternalError`] whose text is the error and
+    /// its chain of sources (`outer: caused by: inner`), which the endpoint's log receives.
+    ///
+    /// The text, not the error value, is kept: a variant holding a boxed error would break
+    /// exhaustive matches written for the original SDK.
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::error::Error;
     /// use edgebook_sdk::HandlerError;
     ///
     /// let parse = "x".parse::<u8>().unwrap_err();
     /// let err = HandlerError::other(parse);
     /// assert_eq!(err.status_code(), 500);
     /// assert_eq!(err.to_string(), "Internal error: invalid digit found in string");
-    /// assert!(err.source().is_some());
     /// ```
-    pub fn other(err: impl StdError + Send + Sync + 'static) -> Self {
-        HandlerError::Other(Box::new(err))
+    pub fn other(err: impl StdError) -> Self {
+        let mut text = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            text.push_str(&format!(": caused by: {cause}"));
+            source = cause.source();
+        }
+        HandlerError::InternalError(text)
     }
 }
 
@@ -147,10 +153,6 @@ pub(crate) fn log_detail(err: &HandlerError) {
     });
     line.push_str(&format!(": {err}"));
     let mut source = err.source();
-    // `Other` displays its source already; start the chain below it.
-    if matches!(err, HandlerError::Other(_)) {
-        source = source.and_then(StdError::source);
-    }
     while let Some(cause) = source {
         line.push_str(&format!(": caused by: {cause}"));
         source = cause.source();
@@ -221,7 +223,6 @@ impl fmt::Display for HandlerError {
                 write!(f, "Internal error: {m}")
             }
             HandlerError::ServiceUnavailable(m) => write!(f, "Service unavailable: {m}"),
-            HandlerError::Other(e) => write!(f, "Internal error: {e}"),
         }
     }
 }
@@ -230,7 +231,6 @@ impl StdError for HandlerError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             HandlerError::SerializationError(e) => Some(e),
-            HandlerError::Other(e) => Some(e.as_ref()),
             _ => None,
         }
     }
@@ -238,7 +238,7 @@ impl StdError for HandlerError {
 
 impl From<io::Error> for HandlerError {
     fn from(err: io::Error) -> Self {
-        HandlerError::Other(Box::new(err))
+        HandlerError::other(err)
     }
 }
 
