@@ -1,6 +1,7 @@
 """The ``Server-Timing`` header as edgebook's gateway writes it and its readers read it:
 the gateway's phases in order (``route``, ``recv``, ``queue``, ``worker``), then one metric
-per service call (``db;desc="db.query";dur=…``) and ``total``."""
+per service call (``db;desc="db.query";dur=…``, with ``rows=n`` or ``bytes=n`` where the
+gateway knows what the call moved) and ``total``."""
 
 from __future__ import annotations
 
@@ -15,11 +16,23 @@ _PARAM = re.compile(r'\s*;\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)')
 
 @dataclass(frozen=True)
 class Entry:
-    """One ``Server-Timing`` metric: ``name``, ``duration_ms`` (None if absent), ``desc``."""
+    """One ``Server-Timing`` metric: ``name``, ``duration_ms`` (None if absent), ``desc``;
+    a service call's ``rows`` or ``bytes`` when the gateway sent them."""
 
     name: str
     duration_ms: float | None
     desc: str = ""
+    rows: int | None = None
+    bytes: int | None = None
+
+    @property
+    def size(self) -> str:
+        """``3 rows`` / ``1,024 bytes``, or empty."""
+        if self.rows is not None:
+            return f"{self.rows:,} row{'' if self.rows == 1 else 's'}"
+        if self.bytes is not None:
+            return f"{self.bytes:,} byte{'' if self.bytes == 1 else 's'}"
+        return ""
 
 
 def parse_server_timing(value: str | None) -> list[Entry]:
@@ -31,15 +44,18 @@ def parse_server_timing(value: str | None) -> list[Entry]:
         name, params = match.group(1), match.group(2) or ""
         if not name:
             continue
-        duration, desc = None, ""
+        duration, desc, sizes = None, "", {}
         for key, raw in _PARAM.findall(params):
             raw = raw[1:-1].replace('\\"', '"') if raw.startswith('"') else raw
-            if key.lower() == "dur":
+            key = key.lower()
+            if key == "dur":
                 try:
                     duration = float(raw)
                 except ValueError:
                     duration = None
-            elif key.lower() == "desc":
+            elif key == "desc":
                 desc = raw
-        entries.append(Entry(name, duration, desc))
+            elif key in ("rows", "bytes") and raw.isdigit():
+                sizes[key] = int(raw)
+        entries.append(Entry(name, duration, desc, **sizes))
     return entries

@@ -108,7 +108,14 @@ def test_server_timing_shows_the_phases_and_the_handlers_database_calls(gateway)
     from edgebook.servertiming import parse_server_timing
     server, client = gateway
     client.deploy("pets", "GET", "/pets", PETSTORE)
-    url = f"{server.info.url}/pets?status=sold"
+    # two pets of a status no other test uses, added through a route of their own
+    client.deploy("pets_timing_add", "POST", "/pets-timing", PETSTORE)
+    for name in ("Rex", "Tom"):
+        pet = json.dumps({"name": name, "status": "timed"}).encode()
+        added = urllib.request.Request(f"{server.info.url}/pets-timing", method="POST",
+                                       data=pet, headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(added, timeout=30).close()
+    url = f"{server.info.url}/pets?status=timed"
     with urllib.request.urlopen(url, timeout=30) as response:  # `serve` without --dev
         assert response.headers.get("Server-Timing") is None
     wrong = urllib.request.Request(url, headers={"X-Edgebook-Timing": "not-the-token"})
@@ -122,6 +129,8 @@ def test_server_timing_shows_the_phases_and_the_handlers_database_calls(gateway)
     assert names[:4] == ["route", "recv", "queue", "worker"] and names[-1] == "total", header
     calls = [(e.name, e.desc) for e in entries if e.name == "db"]
     assert calls == [("db", "db.execute"), ("db", "db.query")], header  # never the SQL
+    query = next(e for e in entries if e.desc == "db.query")
+    assert query.rows == 2, header  # what the query read: the two pets added above
     by_name = {e.name: e.duration_ms for e in entries if e.name != "db"}
     phases = sum(by_name[p] for p in ("route", "recv", "queue", "worker"))
     assert phases == pytest.approx(by_name["total"], abs=0.005)  # rounding of 3 decimals

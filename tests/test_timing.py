@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgebook.gateway.timing import RequestTiming
+from edgebook.gateway.timing import RequestTiming, call_size
 from edgebook.notebook.timing import Waterfall
 from edgebook.servertiming import parse_server_timing
 
@@ -15,7 +15,7 @@ def marked() -> RequestTiming:
     for name, at in (("routed", 10.0001), ("received", 10.00012), ("dispatched", 10.0032),
                      ("replied", 10.0142), ("written", 10.0145)):
         timing.mark(name, at)
-    timing.service_call("db.query", 10.004, 0.006)
+    timing.service_call("db.query", 10.004, 0.006, ("rows", 3))
     timing.service_call("cache.get", 10.0105, 0.0005)
     return timing
 
@@ -47,6 +47,39 @@ def test_service_calls_show_their_operation_never_their_arguments():
     timing.service_call("db.query", timing.start, 0.001)
     header = timing.header()
     assert 'desc="db.query"' in header and "SELECT" not in header
+
+
+def test_service_calls_say_what_they_moved_where_the_reply_tells():
+    ok = {"ok": True}
+    assert call_size("db.query", {}, {**ok, "result": {"rows": [{}, {}], "rows_affected": 0}}) \
+        == ("rows", 2)
+    assert call_size("db.execute", {}, {**ok, "result": {"rows_affected": 5}}) == ("rows", 5)
+    assert call_size("storage.list", {}, {**ok, "result": [{"id": 1}]}) == ("rows", 1)
+    assert call_size("redis.get", {}, {**ok, "result": "héllo"}) == ("bytes", 6)
+    assert call_size("objects.get", {}, {**ok, "result": {"data": "AAAA", "size": 3}}) \
+        == ("bytes", 3)
+    for data, size in (("", 0), ("YQ==", 1), ("YWI=", 2), ("YWJj", 3)):
+        assert call_size("objects.put", {"data": data}, {**ok, "result": None}) \
+            == ("bytes", size)
+    assert call_size("redis.get", {}, {**ok, "result": None}) is None  # a miss
+    assert call_size("db.begin", {}, {**ok, "result": {"tx": "t1"}}) is None
+    assert call_size("db.query", {}, {"ok": False, "error": {"kind": "sql"}}) is None
+
+
+def test_the_header_carries_sizes_and_the_notebook_shows_them():
+    header = marked().header()
+    assert 'db;desc="db.query";dur=6.000;rows=3' in header
+    entries = {e.name: e for e in parse_server_timing(header)}
+    assert entries["db"].rows == 3 and entries["db"].size == "3 rows"
+    assert entries["cache"].rows is None and entries["cache"].size == ""
+    one = parse_server_timing('storage;desc="objects.get";dur=1;bytes=1')[0]
+    assert one.bytes == 1 and one.size == "1 byte"
+    waterfall = Waterfall(parse_server_timing(header))
+    assert "db.query (3 rows)" in waterfall.text()
+    df = waterfall.df()
+    assert df[df.phase == "db"].iloc[0]["rows"] == 3
+    assert RequestTiming.to_dict(marked())["calls"][0]["rows"] == 3
+    assert "rows" not in marked().to_dict()["calls"][1]
 
 
 def test_parser_takes_other_servers_headers_and_skips_junk():

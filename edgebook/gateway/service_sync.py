@@ -11,7 +11,7 @@ from typing import Any
 from ..services import BUILTIN, ServiceConfigError, ServiceManager
 from .registry import Registry, ServiceRecord
 from .spec import NAME_RE, DeployRejected
-from .timing import RequestTiming
+from .timing import RequestTiming, call_size
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,9 @@ class ServiceBindings:
         reply = await self.manager.call(endpoint, bound, call)
         timing = self.timings.get(call.get("request_id"))  # type: ignore[arg-type]
         if timing is not None:
-            timing.service_call(str(call.get("op") or "?"), started,
-                                time.perf_counter() - started)
+            op = str(call.get("op") or "?")
+            timing.service_call(op, started, time.perf_counter() - started,
+                                call_size(op, call.get("args"), reply))
         return reply
 
     def forget(self, endpoint: str) -> None:

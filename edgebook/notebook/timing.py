@@ -30,17 +30,18 @@ class Waterfall:
     def df(self):
         import pandas as pd
         return pd.DataFrame(
-            [{"phase": name, "what": what, "start_ms": start, "duration_ms": duration}
-             for name, what, start, duration, _ in self.rows],
-            columns=["phase", "what", "start_ms", "duration_ms"])
+            [{"phase": name, "what": what, "start_ms": start, "duration_ms": duration,
+              "rows": entry.rows if entry else None, "bytes": entry.bytes if entry else None}
+             for name, what, start, duration, _, entry in self.rows],
+            columns=["phase", "what", "start_ms", "duration_ms", "rows", "bytes"])
 
     def text(self) -> str:
         if not self.rows:
             return "no Server-Timing header (the gateway measures phases in development, or " \
                    "with edgebook serve --server-timing)"
-        width = max(len(name) + (2 if nested else 0) for name, _, _, _, nested in self.rows)
+        width = max(len(name) + (2 if nested else 0) for name, _, _, _, nested, _ in self.rows)
         lines = []
-        for name, what, start, duration, nested in self.rows:
+        for name, what, start, duration, nested, _ in self.rows:
             label = ("  " + name if nested else name).ljust(width)
             lines.append(f"{label}  +{start:8.3f} ms  {duration:8.3f} ms  {what}")
         return "\n".join(lines)
@@ -51,10 +52,10 @@ class Waterfall:
     def _repr_html_(self) -> str:
         if not self.rows:
             return f"<div style='color:var(--jp-ui-font-color2)'>{html.escape(self.text())}</div>"
-        span = max((start + duration for _, _, start, duration, _ in self.rows), default=0.0)
+        span = max((start + duration for _, _, start, duration, _, _ in self.rows), default=0.0)
         span = span or 1.0
         rows = []
-        for name, what, start, duration, nested in self.rows:
+        for name, what, start, duration, nested, _ in self.rows:
             left, width = 100 * start / span, max(100 * duration / span, 0.5)
             colour = ("var(--jp-brand-color1, #1976d2)" if name == "worker" else
                       "var(--jp-warn-color1, #f57c00)" if name == "queue" else
@@ -72,18 +73,21 @@ class Waterfall:
                 f"{''.join(rows)}</table>")
 
 
-def _layout(entries: list[Entry]) -> list[tuple[str, str, float, float, bool]]:
-    """``(name, what, start_ms, duration_ms, nested)`` rows: phases one after another,
-    service calls one after another from the start of ``worker``."""
+Row = tuple[str, str, float, float, bool, "Entry | None"]
+
+
+def _layout(entries: list[Entry]) -> list[Row]:
+    """``(name, what, start_ms, duration_ms, nested, call)`` rows: phases one after another,
+    service calls (``call``: their entry) one after another from the start of ``worker``."""
     phases = {e.name: e for e in entries if e.name in PHASES and e.duration_ms is not None}
-    rows: list[tuple[str, str, float, float, bool]] = []
+    rows: list[Row] = []
     at = 0.0
     worker_start = None
     for name in PHASES:
         entry = phases.get(name)
         if entry is None:
             continue
-        rows.append((name, PHASE_HELP[name], at, entry.duration_ms, False))
+        rows.append((name, PHASE_HELP[name], at, entry.duration_ms, False, None))
         if name == "worker":
             worker_start = at
         at += entry.duration_ms
@@ -91,6 +95,7 @@ def _layout(entries: list[Entry]) -> list[tuple[str, str, float, float, bool]]:
     for entry in entries:
         if entry.name in PHASES or entry.name == "total" or entry.duration_ms is None:
             continue
-        rows.append((entry.name, entry.desc, call_at, entry.duration_ms, True))
+        what = f"{entry.desc} ({entry.size})" if entry.size else entry.desc
+        rows.append((entry.name, what, call_at, entry.duration_ms, True, entry))
         call_at += entry.duration_ms
     return rows

@@ -23,6 +23,26 @@ export interface IServiceCall {
   op: string;
   offset_ms: number;
   duration_ms: number;
+  /** Rows the call read or changed, when the gateway knows (SQL, document lists). */
+  rows?: number;
+  /** Bytes of the value or object the call moved, when the gateway knows. */
+  bytes?: number;
+}
+
+/** "3 rows" / "1,024 bytes" for a call that says what it moved, else "". */
+export function callSize(
+  call: IServiceCall,
+  trans: TranslationBundle,
+  locale?: string
+): string {
+  const count = (n: number) => new Intl.NumberFormat(locale).format(n);
+  if (typeof call.rows === 'number') {
+    return trans._n('%1 row', '%1 rows', call.rows, count(call.rows));
+  }
+  if (typeof call.bytes === 'number') {
+    return trans._n('%1 byte', '%1 bytes', call.bytes, count(call.bytes));
+  }
+  return '';
 }
 
 /** One answered request, as the gateway's `RequestTiming.to_dict` plus its head. */
@@ -50,6 +70,8 @@ export interface ISegment {
   label: string;
   /** `phase` or `call`; `kind` is the phase name or the call's kind (colour). */
   type: 'phase' | 'call';
+  /** The service call this piece draws (calls only). */
+  call?: IServiceCall;
   kind: string;
   offsetMs: number;
   durationMs: number;
@@ -111,6 +133,7 @@ export function segments(
   const calls = request.calls.map(c => ({
     label: c.op,
     type: 'call' as const,
+    call: c,
     kind: c.kind,
     offsetMs: c.offset_ms,
     durationMs: c.duration_ms,
@@ -195,6 +218,7 @@ export function renderWaterfall(
   );
   const body = h('tbody');
   for (const piece of segments(request, total)) {
+    const size = piece.call ? callSize(piece.call, trans, locale) : '';
     const bar = h('span', {
       class: piece.type === 'phase' ? 'eb-Phase' : 'eb-Call',
       'data-kind': piece.kind
@@ -208,7 +232,8 @@ export function renderWaterfall(
         h(
           'th',
           { scope: 'row', class: piece.type === 'call' ? 'eb-CallName' : '' },
-          piece.label
+          piece.label,
+          ...(size ? [' ', h('span', { class: 'eb-CallSize' }, size)] : [])
         ),
         h('td', { class: 'eb-Num' }, formatMs(piece.offsetMs, locale)),
         h('td', { class: 'eb-Num' }, formatMs(piece.durationMs, locale)),

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { EndpointsModel, IEndpointsClient } from '../src/endpointsModel';
 import {
+  callSize,
   describeTiming,
   IRecentRequest,
   IRecentRequests,
@@ -133,6 +134,27 @@ describe('rendering', () => {
     )!;
     expect(parseFloat(call.style.left)).toBeCloseTo(50.0);
     expect(parseFloat(call.style.width)).toBeCloseTo(30.0);
+    expect(table.querySelector('.eb-CallSize')).toBeNull(); // the call did not say
+  });
+
+  it('shows what a call moved when the gateway knows', () => {
+    const withRows = request('a');
+    withRows.calls = [
+      { ...withRows.calls[0], rows: 120 },
+      {
+        kind: 'storage',
+        op: 'objects.get',
+        offset_ms: 8,
+        duration_ms: 1,
+        bytes: 1
+      }
+    ];
+    const table = renderWaterfall(withRows, trans, 'en-US');
+    const names = [...table.querySelectorAll('tr[data-type="call"] th')].map(
+      cell => cell.textContent
+    );
+    expect(names).toEqual(['db.query 120 rows', 'objects.get 1 byte']);
+    expect(callSize({ ...withRows.calls[0], rows: 1 }, trans)).toBe('1 row');
   });
 });
 
