@@ -316,7 +316,10 @@ fn an_exhaustive_match_over_the_original_variants_compiles() {
         }
     }
     assert_eq!(kind(&HandlerError::other(std::fmt::Error)), "internal");
-    assert_eq!(kind(&HandlerError::from(std::io::Error::other("disk"))), "internal");
+    assert_eq!(
+        kind(&HandlerError::from(std::io::Error::new(std::io::ErrorKind::Other, "disk"))),
+        "internal"
+    );
 }
 
 #[test]
