@@ -90,7 +90,7 @@ def test_request_span_with_phases_and_service_calls_reaches_the_receiver(receive
     for name, offset in (("routed", 0.0001), ("received", 0.0002), ("dispatched", 0.0010),
                          ("replied", 0.0100), ("written", 0.0102)):
         timing.mark(name, t0 + offset)
-    timing.service_call("db.query", t0 + 0.002, 0.005)
+    timing.service_call("db.query", t0 + 0.002, 0.005, ("rows", 7))
     tracer.end(span, timing, 200, "pets")
     tracer.shutdown()
     assert receiver.arrived.wait(10)
@@ -103,6 +103,9 @@ def test_request_span_with_phases_and_service_calls_reaches_the_receiver(receive
     for phase in ("recv", "route", "queue", "worker"):
         assert spans[phase].parent_span_id == root.span_id
     assert spans["db db.query"].parent_span_id == spans["worker"].span_id
+    call = {a.key: a.value for a in spans["db db.query"].attributes}
+    assert call["edgebook.service.op"].string_value == "db.query"
+    assert call["edgebook.service.rows"].int_value == 7  # what the call read, never the SQL
     durations = sum(spans[p].end_time_unix_nano - spans[p].start_time_unix_nano
                     for p in ("recv", "route", "queue", "worker"))
     assert durations == pytest.approx(10_000_000, abs=2_000)  # 10 ms, to the clock

@@ -106,10 +106,12 @@ class Tracing:
             if phase == "worker":
                 worker_context = self._trace.set_span_in_context(child)
             previous = at
-        for kind, op, started, duration in timing.calls:
+        for kind, op, started, duration, size in timing.calls:
+            attributes = {"edgebook.service.op": op}
+            if size:  # ("rows" | "bytes", n): what the call moved
+                attributes[f"edgebook.service.{size[0]}"] = size[1]
             call = self._tracer.start_span(f"{kind} {op}", context=worker_context,
-                                           start_time=ns(started),
-                                           attributes={"edgebook.service.op": op})
+                                           start_time=ns(started), attributes=attributes)
             call.end(end_time=ns(started + duration))
         span.set_attribute("http.response.status_code", status)
         if endpoint:
