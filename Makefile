@@ -27,7 +27,7 @@ endef
 # which turns every such skip into a failure.
 export EDGEBOOK_SKIP_REPORT := $(CURDIR)/$(LOGS)/skipped.txt
 
-.PHONY: setup run serve test test-reset test-python test-sdk bench deploy-manifests clean
+.PHONY: setup run serve test test-reset test-python test-sdk bench deploy-manifests helm clean
 
 setup: $(PREBUILT) $(JUPYTER_STAMP)
 
@@ -100,5 +100,14 @@ bench: setup
 deploy-manifests: $(STAMP)
 	$(PY) -m edgebook.k8s --write
 
+# Helm, for tests/test_k8s.py's check that `helm lint` passes and `helm template` gives the
+# renderer's objects. Optional for `make test` (skipped, with a line, without it); .ci/run
+# builds it. Needs Go (the version comes from the Go module proxy).
+HELM_VERSION := v4.3.2
+HELM := .tools/bin/helm
+helm: $(HELM)
+$(HELM):
+	$(call step,helm $(HELM_VERSION) (go install; first time: minutes),GOBIN=$(CURDIR)/.tools/bin go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION),helm)
+
 clean:
-	rm -rf $(VENV) $(LOGS) .edgebook sdk/target edgebook/labextension labextension/node_modules labextension/lib
+	rm -rf $(VENV) $(LOGS) .tools .edgebook sdk/target edgebook/labextension labextension/node_modules labextension/lib

@@ -1,10 +1,12 @@
 """Kubernetes: the container images, the Helm chart, its rendering without Helm, and the
 manifests it gives (docs/kubernetes.md).
 
-Everything here is offline: no cluster, no Docker, no Helm. Manifests are checked against
+Everything here is offline: no cluster, no Docker. Manifests are checked against
 Kubernetes' own schemas (kubernetes-validate, strict) for several minor versions, and by
 guards for what a schema cannot say (no secret outside a Secret, nothing runs as root,
 probes and drain timing); each guard is shown to fail on a variant made bad on purpose.
+Where Helm is installed (``helm`` on PATH or ``EDGEBOOK_HELM``; CI builds it), ``helm lint``
+passes and ``helm template`` gives the same objects as edgebook's own renderer.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -24,6 +29,8 @@ import yaml
 from edgebook.cli.main import build_parser, main
 from edgebook.k8s import render as k8s
 from edgebook.k8s.gotemplate import FUNCTIONS, Template, TemplateError, go_string, to_yaml
+
+from servers import missing
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "deploy" / "chart" / "edgebook"
@@ -223,6 +230,52 @@ def test_manifests_pass_the_strict_schemas(variant, version, tmp_path):
             kubernetes_validate.validate(manifest.document, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{variant}: {manifest.template} on {version}: {exc.message}")
+
+
+def helm() -> str:
+    """Helm's binary (``EDGEBOOK_HELM``, the one `make helm` builds, or ``helm`` on PATH), or
+    the test is skipped (a failure in CI, which builds it)."""
+    built = REPO / ".tools" / "bin" / "helm"
+    found = os.environ.get("EDGEBOOK_HELM") or (str(built) if built.exists() else None) \
+        or shutil.which("helm")
+    if not found or not os.access(found, os.X_OK):
+        missing("no helm: the chart is not compared with `helm template` (run `make helm`, "
+                "which needs Go, or put Helm on PATH)")
+    return found
+
+
+def run_helm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([helm(), *args], capture_output=True, text=True, timeout=120)
+
+
+def set_args(sets: list[str]) -> list[str]:
+    return [arg for value in sets for arg in ("--set", value)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_helm_renders_the_same_objects_as_the_renderer(variant, tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(EVERYTHING_FILE if variant == "everything" else "")
+    ours = documents(k8s.render([values], VARIANTS[variant]))
+    done = run_helm("template", k8s.DEFAULT_RELEASE, str(CHART), "--namespace",
+                    k8s.DEFAULT_NAMESPACE, "-f", str(values), *set_args(VARIANTS[variant]))
+    assert done.returncode == 0, done.stderr
+    theirs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    key = lambda doc: (doc["kind"], doc["metadata"]["name"])  # noqa: E731
+    assert sorted(map(key, theirs)) == sorted(map(key, ours))
+    for mine, helms in zip(sorted(ours, key=key), sorted(theirs, key=key)):
+        assert mine == helms, f"{key(mine)} differs from helm template's"
+
+
+def test_helm_lints_the_chart_and_the_comparison_can_fail(tmp_path):
+    done = run_helm("lint", "--strict", str(CHART), *set_args(WITH_SECRETS))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the comparison sees a difference: a value only Helm is given
+    done = run_helm("template", k8s.DEFAULT_RELEASE, str(CHART), "--namespace",
+                    k8s.DEFAULT_NAMESPACE, "--set", "gateway.podAnnotations.team=web")
+    theirs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    ours = documents(k8s.render())
+    assert deployment(theirs, "gateway") != deployment(ours, "gateway")
 
 
 def test_the_strict_schema_check_can_fail():
