@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 LINT = Path(sys.executable).with_name("lint-imports")
@@ -124,3 +125,75 @@ def _strongly_connected(modules, imports_of) -> list[list[str]]:
         if module not in index:
             visit(module)
     return found
+
+
+# -- what a gateway process loads -------------------------------------------------------------
+
+#: Modules a gateway never needs: the notebook and Jupyter layers and what they bring.
+NOT_IN_A_GATEWAY = ("edgebook.notebook", "edgebook.jupyter", "pandas", "ipywidgets",
+                    "IPython", "matplotlib")
+HELLO = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(_req: Request) -> Response {
+    Response::ok(json!({"hello": "from a gateway that loads no notebook layer"}))
+}
+
+handler_loop!(handle);
+"""
+
+
+def imported(importtime_log: str) -> set[str]:
+    """The modules ``python -X importtime`` reported importing."""
+    found = set()
+    for line in importtime_log.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            found.add(line.rsplit("|", 1)[1].strip())
+    return found
+
+
+def loaded_forbidden(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules
+                  if any(m == f or m.startswith(f + ".") for f in NOT_IN_A_GATEWAY))
+
+
+def test_a_gateway_process_never_loads_the_notebook_layer(tmp_path):
+    """`edgebook serve`, a deploy (build included) and a served request, all under
+    ``-X importtime``: lazy imports at the package root are invisible to import-linter."""
+    import json
+    import signal
+    import urllib.request
+
+    from edgebook.client import AdminClient
+    from edgebook.discovery import read_runtime
+
+    if shutil.which("cargo") is None:
+        pytest.skip("needs cargo to build the handler")
+    data_dir = tmp_path / ".edgebook"
+    log = tmp_path / "importtime.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("EDGEBOOK_DATA_DIR", None)
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "edgebook", "serve",
+                                 "--data-dir", str(data_dir), "--port", "0"],
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    try:
+        assert "serving" in proc.stdout.readline(), log.read_text()[-2000:]
+        info = read_runtime(str(data_dir))
+        AdminClient(info.admin_url, info.token).deploy("hello", "GET", "/hello", HELLO)
+        with urllib.request.urlopen(f"{info.url}/hello", timeout=30) as response:
+            assert json.loads(response.read())["hello"].startswith("from a gateway")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        proc.stdout.close()
+    modules = imported(log.read_text())
+    assert "edgebook.gateway.core" in modules and "tornado.httpserver" in modules  # it reads
+    assert loaded_forbidden(modules) == []
+
+
+def test_the_import_log_check_sees_a_notebook_import():
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import edgebook.notebook"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "edgebook.notebook" in loaded_forbidden(imported(done.stderr))

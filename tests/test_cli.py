@@ -176,6 +176,11 @@ def test_serve_says_where_the_admin_page_is_and_sends_server_timing_when_asked(
     assert f"admin page {server.info.admin_url}/admin/" in page and "runtime.json" in page
     assert isolation.startswith("edgebook: isolation: ")
     assert "workers " in isolation and "builds " in isolation
+    # the banner says what /api/health reports
+    from edgebook.client import AdminClient
+    from edgebook.sandbox import describe_isolation
+    health = AdminClient(server.info.admin_url, server.info.token).health()
+    assert isolation.strip() == "edgebook: " + describe_isolation(health["isolation"])
     (tmp_path / "hello.rs").write_text(HELLO)
     result = edgebook("deploy", "hello.rs", "--route", "GET /hello", "--data-dir",
                       server.data_dir, cwd=tmp_path)
