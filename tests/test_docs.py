@@ -38,7 +38,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 EXECUTED = [REPO / "README.md", REPO / "docs" / "guide.md", REPO / "docs" / "notebook.md"]
 GUIDE = REPO / "docs" / "guide.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
-KNOWN = {"rust", "rust,ignore", "python", "ipython", "sh", "json", ""}
+KNOWN = {"rust", "rust,ignore", "python", "ipython", "sh", "json", "yaml", ""}
 
 needs_cargo = pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is needed")
 
@@ -60,6 +60,17 @@ def test_every_block_has_a_known_language():
         for match in FENCE.finditer(path.read_text()):
             assert match.group(1).strip() in KNOWN, \
                 f"{path.name}: unknown code block type {match.group(1)!r}"
+
+
+def test_yaml_samples_parse():
+    import yaml
+    samples = blocks("yaml")
+    assert samples
+    for name, line, code in samples:
+        try:
+            yaml.safe_load(code)
+        except yaml.YAMLError as exc:
+            pytest.fail(f"{name}:{line}: the YAML sample does not parse: {exc}")
 
 
 def test_the_guide_has_samples_of_every_kind():

@@ -26,6 +26,7 @@ from ..gateway.core import Gateway
 from ..gateway.spec import EndpointSpec
 from ..gateway.registry import NotFoundError, RegistryError
 from ..sandbox import isolation_report
+from . import prometheus
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,16 @@ class ProbeHandler(RequestHandler):
 class ClusterHandler(AdminHandler):
     async def get(self) -> None:
         self.send(await self.gateway.cluster_view())
+
+
+class PrometheusHandler(AdminHandler):
+    """``/metrics``: every endpoint's counters, latency histogram and gauges in Prometheus'
+    text format, for a scraper that presents the admin token."""
+
+    async def get(self) -> None:
+        body = await prometheus.exposition(self.gateway)
+        self.set_header("Content-Type", prometheus.CONTENT_TYPE)
+        self.finish(body)
 
 
 class StatsHandler(AdminHandler):

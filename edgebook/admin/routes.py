@@ -22,12 +22,14 @@ from .handlers import (AdminHandler, BuildCancelHandler, BuildHandler, ClusterHa
                        DomainsHandler,
                        EndpointHandler, EndpointsHandler, EndpointsOpenAPIHandler,
                        EventsHandler, HealthHandler, LogsHandler, MetricsHandler,
-                       NotFoundHandler, OpenAPIHandler, ProbeHandler, RequestsHandler,
+                       NotFoundHandler, OpenAPIHandler, ProbeHandler, PrometheusHandler,
+                       RequestsHandler,
                        RestartHandler,
                        RevisionsHandler,
                        ServiceHandler, ServicesHandler, ServiceTestHandler, SourceHandler,
                        StartHandler, StatsHandler, StopHandler)
 from .page import PROXY_PREFIX, STATIC_DIR, AdminPageProxyHandler
+from .prometheus import CONTENT_TYPE as PROMETHEUS_TEXT
 
 @dataclasses.dataclass(frozen=True)
 class AdminRoute:
@@ -37,6 +39,7 @@ class AdminRoute:
     handler: type[AdminHandler]
     methods: dict[str, str]  # method -> summary
     query: tuple[tuple[str, str], ...] = ()  # (name, description) query parameters
+    produces: str = "application/json"  # the media type of a 200
 
     @property
     def pattern(self) -> str:
@@ -54,6 +57,10 @@ ROUTES: list[AdminRoute] = [
     AdminRoute("/api/health", HealthHandler,
                {"GET": "Liveness, version, and the isolation in force"}),
     AdminRoute("/api/stats", StatsHandler, {"GET": "Gateway-wide counters"}),
+    AdminRoute("/metrics", PrometheusHandler,
+               {"GET": "Every endpoint's counters, latency histogram and gauges, and the "
+                       "registry version served, in Prometheus' text format"},
+               produces=PROMETHEUS_TEXT),
     AdminRoute("/api/cluster", ClusterHandler,
                {"GET": "Every gateway sharing the registry: the version and revisions each "
                        "serves, whether it is ready (404 without a shared registry)"}),
@@ -101,7 +108,8 @@ ROUTES: list[AdminRoute] = [
     AdminRoute("/api/events", EventsHandler,
                {"GET": "Server-sent events: build progress and state changes"},
                (("token", "the admin token, for clients that cannot set headers"),
-                ("since", "replay kept events with a greater seq"))),
+                ("since", "replay kept events with a greater seq")),
+               produces="text/event-stream"),
     AdminRoute("/api/openapi.json", OpenAPIHandler, {"GET": "This API as OpenAPI 3.1"}),
     AdminRoute("/api/openapi/endpoints.json", EndpointsOpenAPIHandler,
                {"GET": "The running endpoints as OpenAPI 3.1, with real examples"}),
@@ -154,8 +162,7 @@ def openapi_document() -> dict[str, Any]:
                 "operationId": _operation_id(method, route.path),
                 "responses": {
                     "200": {"description": "OK",
-                            "content": {"text/event-stream" if route.handler is EventsHandler
-                                        else "application/json": {"schema": {}}}},
+                            "content": {route.produces: {"schema": {}}}},
                     "401": {"description": "Missing or wrong token",
                             "content": {"application/json": {"schema": error}}},
                     "default": {"description": "Error",

@@ -1,12 +1,19 @@
-"""Request counters and recent latencies of one endpoint."""
+"""Request counters, a latency histogram and recent latencies of one endpoint."""
 
 from __future__ import annotations
 
+import bisect
 import collections
+
+#: Upper bounds (seconds) of the request-duration histogram's buckets; a last bucket holds
+#: everything slower (Prometheus' ``+Inf``).
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0, 10.0, 30.0)
 
 
 class EndpointMetrics:
-    """Counts requests and outcomes; keeps the latencies of the last ``window`` requests.
+    """Counts requests and outcomes, counts every request's duration into a histogram
+    (``DURATION_BUCKETS``), and keeps the latencies of the last ``window`` requests.
 
     ``record`` is called once per request on the data plane's hot path, so it only bumps
     counters; percentiles are computed when someone asks.
@@ -17,6 +24,9 @@ class EndpointMetrics:
         self.responses_by_class: collections.Counter[str] = collections.Counter()
         self.errors_by_type: collections.Counter[str] = collections.Counter()
         self._latencies: collections.deque[float] = collections.deque(maxlen=window)
+        #: requests per bucket (not cumulative), the last one past the largest bound
+        self.duration_counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.duration_sum = 0.0
 
     def record(self, seconds: float, status: int, error_type: str | None = None) -> None:
         self.requests += 1
@@ -24,6 +34,8 @@ class EndpointMetrics:
         if error_type is not None:
             self.errors_by_type[error_type] += 1
         self._latencies.append(seconds)
+        self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.duration_sum += seconds
 
     def latencies(self) -> list[float]:
         """The recent window's latencies in seconds, oldest first."""
@@ -36,6 +48,8 @@ class EndpointMetrics:
             "responses": dict(self.responses_by_class),
             "errors": dict(self.errors_by_type),
             "latency_ms": latency_summary(self._latencies),
+            "duration_counts": list(self.duration_counts),
+            "duration_sum_s": self.duration_sum,
         }
 
 
@@ -58,6 +72,9 @@ def merge_shares(shares: list[dict]) -> dict:
         for share in shares:
             total.update(share.get(key) or {})
         merged[key] = dict(total)
+    counts = [share.get("duration_counts") for share in shares]
+    merged["duration_counts"] = [sum(column) for column in zip(*(c for c in counts if c))]
+    merged["duration_sum_s"] = sum(share.get("duration_sum_s") or 0.0 for share in shares)
     merged["latency_ms"] = latency_summary(
         [value for share in shares for value in share.get("latencies_s") or ()])
     merged["processes"] = len(shares)
