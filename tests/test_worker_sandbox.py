@@ -159,3 +159,52 @@ def test_a_worker_cannot_reach_the_data_dir(user):
     assert "home-writable" in out and "home=. .. file" in out, seen
     caps = [line for line in out.splitlines() if line.startswith("Cap")]
     assert len(caps) == 4 and all(line.endswith("0000000000000000") for line in caps), seen
+
+
+RELOADED = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(_req: Request) -> Response {
+    Response::ok(json!({"revision": "VERSION"}))
+}
+
+handler_loop!(handle);
+"""
+
+
+@root_only
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="needs cargo to build the handler")
+def test_a_reload_over_the_endpoints_budget_is_refused_before_it_starts(tmp_path, monkeypatch):
+    """An endpoint's own uid holds its old workers until the new ones are ready: a reload
+    that cannot fit is refused with the numbers (it used to fail to start, blaming "your
+    user" and ulimit), and one that fits goes through."""
+    import urllib.request
+
+    from test_cli import Server
+
+    from edgebook.client import AdminClient, AdminError
+
+    monkeypatch.delenv("EDGEBOOK_WORKER_USER", raising=False)
+    server = Server(tmp_path / ".edgebook")
+    try:
+        client = AdminClient(server.info.admin_url, server.info.token)
+
+        def deploy(version: str, workers: int) -> dict:
+            return client.request("PUT", "/api/endpoints/budget", {
+                "method": "GET", "path": "/budget", "deps": [], "workers": workers,
+                "limit_processes": 3, "source": RELOADED.replace("VERSION", version)})
+
+        def served() -> str:
+            with urllib.request.urlopen(f"{server.info.url}/budget", timeout=30) as response:
+                return json.loads(response.read())["revision"]
+
+        deploy("one", 2)
+        assert served() == "one"
+        with pytest.raises(AdminError) as refused:
+            deploy("two", 3)  # 3 new beside 2 old: 5 > 3
+        assert refused.value.status == 400 and refused.value.error_type == "over_process_limit"
+        assert "needs 5" in str(refused.value) and "revision it replaces" in str(refused.value)
+        assert served() == "one"
+        deploy("three", 1)  # 1 new beside 2 old: fits
+        assert served() == "three"
+    finally:
+        server.terminate()

@@ -503,7 +503,11 @@ class Gateway:
                 raise DeployRejected(400, "unknown_service",
                                      f"no service named {service!r}") from None
         self._check_route_conflict(spec)
-        check_budget(spec.options["workers"], Limits.from_options(spec.options), self.sandbox)
+        serving = self.registry.find_endpoint(spec.name)
+        running = (int(serving.options.get("workers", 1))
+                   if serving is not None and serving.state in SERVING_STATES else 0)
+        check_budget(spec.options["workers"], Limits.from_options(spec.options), self.sandbox,
+                     spec.name, running=running, processes=self.config.processes)
         return spec
 
     def _check_route_conflict(self, spec: EndpointSpec) -> None:
@@ -685,7 +689,8 @@ class Gateway:
             reason = getattr(exc, "reason", str(exc))
             tail = "\n".join(str(t) for t in getattr(exc, "stderr_tail", None) or []) or None
             cause = explain_failure(f"{reason}\n{tail or ''}",
-                                    Limits.from_options(record.options), self.sandbox)
+                                    Limits.from_options(record.options), self.sandbox,
+                                    record.name)
             if cause:
                 reason = f"{reason}; {cause}"
             log.warning("deploy of %s revision %d failed: %s", name, revision.number, reason)

@@ -2,9 +2,12 @@
 stderr), and whether a deploy's ``workers`` can fit the worker user's process budget.
 
 The launcher applies each endpoint's ``limit_*`` options (sandbox.py). ``limit_processes``
-is RLIMIT_NPROC, which counts every process and thread of the user the workers run as
-(``nobody`` when the gateway is root): one budget for every endpoint of every gateway on
-the machine that runs workers as that user.
+is RLIMIT_NPROC, which counts every process and thread of the user the workers run as.
+Whose budget that is depends on the sandbox: with a uid per endpoint (root's default) it is
+the endpoint's own, shared by every gateway process (``--processes N``) and, during a
+reload, by the old revision's workers, which run until the new ones are ready; with one
+worker user for all (``EDGEBOOK_WORKER_USER``) it is shared by every endpoint of every
+gateway on the machine that runs workers as that user.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ def user_tasks(uid: int) -> int:
     return count
 
 
-def explain_failure(stderr: str, limits: Limits, sandbox: Sandbox | None) -> str | None:
-    """Which resource limit a worker that would not start ran into, or None."""
+def explain_failure(stderr: str, limits: Limits, sandbox: Sandbox | None,
+                    endpoint: str = "") -> str | None:
+    """Which resource limit ``endpoint``'s worker that would not start ran into, or None."""
     for sign, option, what in SIGNS:
         if sign not in stderr:
             continue
@@ -52,10 +56,17 @@ def explain_failure(stderr: str, limits: Limits, sandbox: Sandbox | None) -> str
         if option != "limit_processes":
             return (f"the worker ran out of {what}: {option} is {value}; raise it with "
                     f"the endpoint option {option}")
-        user = sandbox.user if sandbox is not None else None
+        user = sandbox.user_for(endpoint) if sandbox is not None else None
         if user is None:
             return (f"the worker could not start more {what}: your user is at its "
                     f"process limit ({option} {value}, or ulimit -u)")
+        if sandbox is not None and sandbox.user is None:  # the endpoint's own uid
+            return (f"the workers of {endpoint} run as uid {user.uid}, which is at its "
+                    f"process limit ({option} {value}): it counts every process and thread "
+                    f"of this endpoint's workers in every gateway process, and during a "
+                    f"reload the old revision's workers too, until the new ones are ready "
+                    f"({user_tasks(user.uid)} run now); deploy with fewer workers, or "
+                    f"raise {option}")
         return (f"the worker user {user.name or user.uid} is at its process limit "
                 f"({option} {value}): that budget is shared by every endpoint of every "
                 f"gateway on this machine whose workers run as {user.name or user.uid}, and "
@@ -65,14 +76,36 @@ def explain_failure(stderr: str, limits: Limits, sandbox: Sandbox | None) -> str
     return None
 
 
-def check_budget(workers: int, limits: Limits, sandbox: Sandbox | None) -> None:
-    """Refuse ``workers`` that can never start under the worker user's process limit."""
-    user = sandbox.user if sandbox is not None else None
-    if user is None or limits.processes is None or workers < limits.processes:
+def check_budget(workers: int, limits: Limits, sandbox: Sandbox | None, endpoint: str = "",
+                 *, running: int = 0, processes: int = 1) -> None:
+    """Refuse ``workers`` that cannot start under the worker user's process limit.
+
+    ``running``: the workers of ``endpoint``'s serving revision, which keep running beside
+    the new ones until those are ready; ``processes``: the gateway processes, each running
+    its own workers."""
+    if sandbox is None or limits.processes is None:
+        return
+    if sandbox.user is None:
+        own = sandbox.user_for(endpoint)
+        needed = processes * (workers + running)
+        if own is None or needed <= limits.processes:
+            return
+        during = (f" while the {running} worker{'s' if running != 1 else ''} of the revision "
+                  "it replaces still run" if running else "")
+        per = f" in each of {processes} gateway processes" if processes > 1 else ""
+        raise DeployRejected(
+            400, "over_process_limit",
+            f"workers={workers} cannot start: {endpoint}'s workers run as uid {own.uid}, "
+            f"which may have at most {limits.processes} processes and threads "
+            f"(limit_processes), and this deploy needs {needed}: {workers}{per}{during}; "
+            f"deploy with fewer workers or raise limit_processes to at least {needed}")
+    user = sandbox.user
+    if workers * processes < limits.processes:
         return
     raise DeployRejected(
         400, "over_process_limit",
         f"workers={workers} cannot start: workers run as {user.name or user.uid}, which may "
         f"have at most {limits.processes} processes and threads (limit_processes) across "
         "every endpoint of every gateway on this machine, and each worker needs at least "
-        f"one; deploy with fewer than {limits.processes} workers or raise limit_processes")
+        f"one{f', in each of {processes} gateway processes' if processes > 1 else ''}; "
+        "deploy with fewer workers or raise limit_processes")
