@@ -51,16 +51,22 @@ class FakeResult:
 
 
 class FakeBuilder:
-    """Counts builds; ``gate`` (an asyncio.Event) can hold a build until a test releases it."""
+    """Counts builds; ``gate`` (an asyncio.Event) can hold a build until a test releases it,
+    and ``cancel`` ends a held build as cancelled, as the real builder does."""
 
     def __init__(self, data_dir: str):
         self.bin_dir = os.path.join(data_dir, "bin")
         self.builds: list[FakeRequest] = []
         self.removed: list[str] = []
         self.gate: asyncio.Event | None = None
+        self._held: dict[str, asyncio.Event] = {}  # name -> set to cancel its held build
 
     def cancel(self, name: str) -> bool:
-        return False
+        held = self._held.get(name)
+        if held is None:
+            return False
+        held.set()
+        return True
 
     def remove(self, name: str) -> None:
         self.removed.append(name)
@@ -74,7 +80,16 @@ class FakeBuilder:
             on_progress({"name": req.name, "profile": req.profile, "phase": "compiling",
                          "elapsed": 0.0})
         if self.gate is not None:
-            await self.gate.wait()
+            cancelled = self._held[req.name] = asyncio.Event()
+            waits = [asyncio.ensure_future(e.wait()) for e in (self.gate, cancelled)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+                self._held.pop(req.name, None)
+            if cancelled.is_set():
+                return FakeResult(False, "cancelled", None, None, False, [], 0.01, req.profile)
         lines = req.source.splitlines()
         for number, line in enumerate(lines, 1):
             if line.strip() == "compile_error":

@@ -525,3 +525,31 @@ async def test_cancelling_when_nothing_builds_says_so(gateway, builder, api):
     assert code == 200 and body == {"name": "idle", "cancelled": False}
     code, body, _ = await api.call("POST", "/api/endpoints/nope/build/cancel")
     assert code == 404
+
+
+@gateway_test
+async def test_a_cancelled_rebuild_leaves_the_live_revision_serving(gateway, builder, api):
+    code, body, _ = await api.call("PUT", "/api/endpoints/keep", {
+        "method": "GET", "path": "/keep", "source": "tag: one"})
+    assert code == 201 and body["endpoint"]["state"] == "running"
+    builder.gate = asyncio.Event()  # the next build is held until cancelled
+    code, body, _ = await api.call("PUT", "/api/endpoints/keep?wait=0", {
+        "method": "GET", "path": "/keep", "source": "tag: two"})
+    assert code == 202 and body["endpoint"]["state"] == "building"
+    assert "revision 1 keeps serving" in body["endpoint"]["reason"]
+    for _ in range(250):
+        code, cancel, _ = await api.call("POST", "/api/endpoints/keep/build/cancel")
+        if cancel["cancelled"]:
+            break
+        await asyncio.sleep(0.02)  # the build is not held yet
+    assert cancel == {"name": "keep", "cancelled": True}
+    for _ in range(250):
+        code, body, _ = await api.call("GET", "/api/endpoints/keep")
+        if body["state"] != "building":
+            break
+        await asyncio.sleep(0.02)
+    assert (body["state"], body["reason"]) == ("running",
+                                               "build cancelled; revision 1 keeps serving")
+    assert body["live_revision"] == 1
+    response = await AsyncHTTPClient().fetch(gateway.url + "/keep")
+    assert json.loads(response.body)["tag"] == "one"

@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from edgebook.discovery import RuntimeInfo, read_runtime, write_runtime
+from edgebook.discovery import RuntimeInfo, find_live, pid_alive, read_runtime, write_runtime
 
 HAVE_CARGO = shutil.which("cargo") is not None and shutil.which("rustc") is not None
 cargo = pytest.mark.skipif(not HAVE_CARGO, reason="cargo and rustc are needed")
@@ -515,3 +515,31 @@ def test_a_remote_gateway_is_managed_through_its_admin_url_and_token(tmp_path, s
     assert api.request("GET", "/hello", session=connected).json()["message"] == \
         "Hello, World!"
     assert not os.path.exists(elsewhere)  # nothing was started or written locally
+
+
+@cargo
+def test_deploy_start_announces_the_gateway_it_started_and_how_to_stop_it(tmp_path):
+    import re as regex
+
+    data_dir = tmp_path / "dd"
+    (tmp_path / "hello.rs").write_text(HELLO)
+    result = edgebook("deploy", "hello.rs", "--route", "GET /hello", "--data-dir",
+                      str(data_dir), "--start", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    info = read_runtime(str(data_dir))
+    try:
+        line = next(l for l in result.stderr.splitlines() if "background gateway" in l)
+        assert f"(pid {info.pid})" in line and info.url in line and info.admin_url in line
+        assert "it keeps running" in line and "'edgebook gateways'" in line
+        stop = regex.search(r"'(edgebook stop-gateway --pid \d+)'", line).group(1)
+        assert get(info.url + "/hello")[0] == 200
+        # a second deploy reuses that gateway and announces nothing
+        again = edgebook("deploy", "hello.rs", "--route", "GET /hello", "--data-dir",
+                         str(data_dir), "--start", cwd=tmp_path)
+        assert again.returncode == 0 and "background gateway" not in again.stderr
+        stopped = edgebook(*stop.split()[1:])  # the command it named
+        assert stopped.returncode == 0, stopped.stderr
+        assert find_live(str(data_dir)) is None and not pid_alive(info.pid)
+    finally:
+        if pid_alive(info.pid):
+            os.kill(info.pid, signal.SIGTERM)
