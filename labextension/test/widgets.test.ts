@@ -25,7 +25,8 @@ import {
   IBusEmission,
   IEndpointsClient
 } from '../src/endpointsModel';
-import { encodeRequestHeaders } from '../src/handler';
+import { APIError, encodeRequestHeaders } from '../src/handler';
+import { errorMessage } from '../src/model';
 import {
   CommandIDs,
   ENDPOINT_COMMANDS,
@@ -130,6 +131,43 @@ describe('EndpointList', () => {
     expect(late.node.querySelectorAll('li.eb-Endpoint').length).toBe(0);
     late.dispose();
     early.dispose();
+  });
+
+  it('says in its banner when Jupyter gave up restarting the gateway', async () => {
+    const failing = new EndpointsModel({
+      client: {
+        list: async () => {
+          const body = {
+            error:
+              'the edgebook gateway is not running: it exited with status 1; Jupyter stopped restarting it (fix the cause, then restart Jupyter)',
+            error_type: 'gateway_failed'
+          };
+          throw new APIError(503, errorMessage(body, 503), body);
+        },
+        act: async () => undefined,
+        remove: async () => undefined
+      },
+      pollInterval: 60000
+    });
+    const panel = new EndpointList({
+      model: failing,
+      commands: commandsFor(failing, calls),
+      trans,
+      status,
+      locale: 'de-DE'
+    });
+    Widget.attach(panel, document.body);
+    await failing.refresh();
+    expect(failing.status).toBe('offline');
+    const banner = panel.node.querySelector<HTMLElement>(
+      '.eb-Banner[role="alert"]'
+    );
+    expect(banner?.hidden).toBe(false);
+    expect(banner?.textContent).toBe(
+      'Cannot list endpoints: the edgebook gateway is not running: it exited with status 1; Jupyter stopped restarting it (fix the cause, then restart Jupyter) (gateway_failed)'
+    );
+    panel.dispose();
+    failing.dispose();
   });
 
   it('shows one row per endpoint with numbers in the given locale', () => {
