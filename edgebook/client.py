@@ -232,7 +232,8 @@ class AdminClient:
     def remove(self, name: str) -> None:
         self.request("DELETE", f"/api/endpoints/{_q(name)}")
 
-    def logs(self, name: str, tail: int = 200) -> list[str]:
+    def logs(self, name: str, tail: int = 200) -> list[dict]:
+        """The endpoint's last log lines, oldest first: ``{"seq", "time", "source", "text"}``."""
         return self.request("GET", f"/api/endpoints/{_q(name)}/logs",
                             query={"tail": tail})["lines"]
 

@@ -333,3 +333,45 @@ def test_stale_claims_are_gone():
     assert "the gateway finishes that build" not in notebook
     assert "cancels the build" in notebook
     assert "c.EdgebookExtension.serve_args = [" in notebook  # a serve_args example
+
+
+@needs_cargo
+def test_the_guides_async_sample_answers_as_its_comments_say(tmp_path):
+    """The guide's async handler, deployed: an empty body is the 400 it returns, bad JSON a
+    400 from `req.json()?`, good JSON echoed, and its println! lands in the endpoint's log."""
+    import urllib.error
+    import urllib.request
+
+    from test_cli import Server
+
+    from edgebook.client import AdminClient
+
+    sample = next(code for _, _, code in blocks("rust", [GUIDE])
+                  if "handler_loop_async_result!" in code and "send a JSON body" in code)
+    server = Server(tmp_path / ".edgebook")
+    try:
+        client = AdminClient(server.info.admin_url, server.info.token)
+        client.deploy("echo_async", "POST", "/echo-async", sample)
+
+        def post(body: bytes) -> tuple[int, dict]:
+            request = urllib.request.Request(f"{server.info.url}/echo-async", data=body,
+                                             method="POST",
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                with error:
+                    return error.code, json.loads(error.read())
+
+        assert post(b"") == (400, {"error": "Bad request: send a JSON body"})
+        status, body = post(b"{not json")
+        assert status == 400 and body["error"].startswith("Bad request"), body
+        assert post(b'{"a": [1, 2]}') == (200, {"echo": {"a": [1, 2]}})
+        deadline = time.monotonic() + 10
+        while not any("handling POST /echo-async" in line["text"]
+                      for line in client.logs("echo_async")):
+            assert time.monotonic() < deadline, client.logs("echo_async")
+            time.sleep(0.05)
+    finally:
+        server.terminate()
