@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import paths
+from . import endpoint_options, paths
 from .discovery import (DetachedGateway, RuntimeInfo, StartError, find_live, find_or_start,
                         open_admin_url, ownerless_idle, wait_while_starting)
 
@@ -184,21 +184,26 @@ class AdminClient:
         return owner, moved
 
     def deploy(self, name: str, method: str, path: str, source: str, *,
-               deps: Sequence[str] = (), workers: int | None = None,
-               timeout: float | None = None, max_body: int | None = None,
-               profile: str | None = None, domain: str | None = None,
+               deps: Sequence[str] = (), domain: str | None = None,
                services: Sequence[str] | None = None, origin: dict | None = None,
-               wait: bool = True) -> dict:
+               wait: bool = True, **options: Any) -> dict:
         """Create or update an endpoint, build it and deploy it.
 
-        With ``wait`` (default) returns ``{"endpoint": ..., "build": ...}`` once the endpoint
-        is running; raises ``AdminError`` (``build_failed`` with diagnostics, or
-        ``deploy_failed``) otherwise. Without ``wait`` returns as soon as the build started.
+        ``options`` are the endpoint's options (``workers``, ``timeout``, ``max_body``,
+        ``profile``, ``limit_processes``, ...; see ``edgebook.endpoint_options``); ``None``
+        leaves one at the gateway's default. With ``wait`` (default) returns
+        ``{"endpoint": ..., "build": ...}`` once the endpoint is running; raises
+        ``AdminError`` (``build_failed`` with diagnostics, or ``deploy_failed``) otherwise.
+        Without ``wait`` returns as soon as the build started.
         """
+        unknown = set(options) - set(endpoint_options.NAMES)
+        if unknown:
+            raise TypeError(f"deploy() got unknown endpoint option(s) "
+                            f"{', '.join(sorted(unknown))}; the options are "
+                            f"{', '.join(endpoint_options.NAMES)}")
         body: dict[str, Any] = {"method": method, "path": path, "source": source,
                                 "deps": list(deps)}
-        for key, value in (("workers", workers), ("timeout", timeout), ("max_body", max_body),
-                           ("profile", profile), ("domain", domain), ("origin", origin)):
+        for key, value in (*options.items(), ("domain", domain), ("origin", origin)):
             if value is not None:
                 body[key] = value
         if services is not None:

@@ -31,12 +31,13 @@ from typing import Callable
 
 from ..diagnostics import (Diagnostic, SourceMap, generated_problem, render_diagnostics)
 from .. import paths
+from ..endpoint_options import PROFILES
 from ..sandbox import BUILD_LIMITS, Limits, Sandbox, build_env, build_user, cargo_cache_dirs
 from . import cargo
 from .cargo import ToolchainError
 from .sdk import SdkFingerprint, find_sdk_dir, sdk_info
 from .source import HandlerSource, SourceError, analyse, merged_dependencies
-from .workspace import LAYOUT_VERSION, PROFILES, WORKSPACE_PROFILES, Workspace, package_name
+from .workspace import LAYOUT_VERSION, WORKSPACE_PROFILES, Workspace, package_name
 
 __all__ = ["BuildRequest", "BuildResult", "Builder", "Diagnostic", "PrebuildError",
            "prebuild", "render_diagnostics"]

@@ -24,7 +24,6 @@ from .source import HandlerSource, merged_dependencies
 #: Bumped whenever the generated files change in a way that changes built binaries.
 LAYOUT_VERSION = "1"
 
-PROFILES = ("dev", "release")
 
 #: Profiles of the workspace. Dependencies (the SDK included) are optimised in both so
 #: handlers run fast; the handler crate itself is built for a quick edit loop in ``dev``.

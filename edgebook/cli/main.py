@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .. import endpoint_options
 from .._version import __version__
 from ..build.builder import Builder, PrebuildError
 from ..client import AdminError, default_data_dir, ensure_gateway, service_test_report
@@ -130,9 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("file", help="the handler's Rust source (e.g. hello.rs)")
     deploy.add_argument("--route", required=True, help='method and path, e.g. "GET /hello"')
     deploy.add_argument("--name", help="endpoint name (default: the file name without .rs)")
-    deploy.add_argument("--workers", type=int, help="worker processes (default 1)")
-    deploy.add_argument("--timeout", type=float, help="per-request timeout in seconds")
-    deploy.add_argument("--max-body", type=int, help="request body limit in bytes")
+    for flags, kwargs in endpoint_options.flag_arguments():
+        deploy.add_argument(*flags, **kwargs)
     deploy.add_argument("--release", action="store_true", help="build with the release profile")
     deploy.add_argument("--dep", action="append", default=[], metavar="NAME@VERSION",
                         help="an extra crate dependency (repeatable)")
@@ -243,10 +243,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     print(f"building {name} ({'release' if args.release else 'dev'}) ...", file=sys.stderr,
           flush=True)
     try:
-        result = client.deploy(name, method, path, source, deps=args.dep, workers=args.workers,
-                               timeout=args.timeout, max_body=args.max_body,
-                               profile="release" if args.release else None,
-                               domain=args.domain, services=args.service or None)
+        result = client.deploy(name, method, path, source, deps=args.dep, domain=args.domain,
+                               services=args.service or None,
+                               **endpoint_options.from_flags(args))
     except AdminError as exc:
         if exc.error_type == "build_failed":
             rendered = exc.rendered or (exc.build or {}).get("log") or ""

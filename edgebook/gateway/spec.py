@@ -11,15 +11,12 @@ import dataclasses
 import re
 from typing import Any
 
+from .. import endpoint_options
 from ..errors import GatewayError
 from ..router import Route
-from ..sandbox import Limits
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
-PROFILES = ("dev", "release")
-MAX_WORKERS = 64
-MAX_TIMEOUT = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +31,6 @@ class Field:
     required: bool = False
 
 
-def _option(name: str, schema: dict[str, Any], default: Any = None) -> Field:
-    return Field(name, schema, "options", default)
-
-
 FIELDS: tuple[Field, ...] = (
     Field("method", {"enum": list(METHODS)}, "method", required=True),
     Field("path", {"type": "string"}, "path", required=True),
@@ -46,19 +39,13 @@ FIELDS: tuple[Field, ...] = (
     Field("domain", {"type": ["string", "null"]}, "domain"),
     Field("services", {"type": "array", "items": {"type": "string"}}, "services"),
     Field("origin", {"type": ["object", "null"]}, "origin"),
-    _option("workers", {"type": "integer", "minimum": 1, "maximum": MAX_WORKERS}, 1),
-    _option("timeout", {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT}, 30.0),
-    _option("max_body", {"type": "integer", "minimum": 0}, 10 * 1024 * 1024),
-    _option("profile", {"enum": list(PROFILES)}, "dev"),
-    *(_option(name, {"type": ["integer", "null"], "minimum": 1}) for name in Limits.OPTIONS),
+    # the endpoint's options, declared in edgebook/endpoint_options.py
+    *(Field(o.name, o.schema, "options", o.default) for o in endpoint_options.OPTIONS),
 )
 FIELD_NAMES = frozenset(f.name for f in FIELDS)
-OPTION_NAMES = tuple(f.name for f in FIELDS if f.target == "options")
+OPTION_NAMES = endpoint_options.NAMES
 REQUIRED = tuple(f.name for f in FIELDS if f.required)
-DEFAULT_OPTIONS = {f.name: f.default for f in FIELDS
-                   if f.target == "options" and f.default is not None}
-#: Per-endpoint resource limits a client may set (see edgebook.sandbox.Limits).
-LIMIT_OPTIONS = tuple(Limits.OPTIONS)
+DEFAULT_OPTIONS = endpoint_options.DEFAULTS
 
 
 class DeployRejected(GatewayError):
@@ -142,25 +129,10 @@ def check_spec(spec: EndpointSpec) -> EndpointSpec:
 
 
 def check_options(options: dict[str, Any]) -> None:
-    def bad(message: str) -> DeployRejected:
-        return DeployRejected(400, "invalid_option", message)
-
-    workers = options["workers"]
-    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
-        raise bad(f"workers must be an integer from 1 to {MAX_WORKERS}")
-    timeout = options["timeout"]
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) \
-            or not 0 < timeout <= MAX_TIMEOUT:
-        raise bad(f"timeout must be a number of seconds, above 0 and at most {MAX_TIMEOUT:g}")
-    max_body = options["max_body"]
-    if not isinstance(max_body, int) or isinstance(max_body, bool) or max_body < 0:
-        raise bad("max_body must be a non-negative integer (bytes)")
-    if options["profile"] not in PROFILES:
-        raise bad(f"profile must be one of {', '.join(PROFILES)}")
     try:
-        Limits.from_options(options)
+        endpoint_options.check(options)
     except ValueError as exc:
-        raise bad(str(exc)) from None
+        raise DeployRejected(400, "invalid_option", str(exc)) from None
 
 
 def route_shape(path: str) -> str:

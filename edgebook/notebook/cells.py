@@ -47,10 +47,9 @@ class CellSpec:
     source: str
     name: str = ""
     deps: Sequence[str] = ()
-    workers: int | None = None
-    timeout: float | None = None
-    max_body: int | None = None
-    profile: str | None = None
+    #: the endpoint's options the cell set (``workers``, ``profile``, ``limit_processes``, ...;
+    #: see edgebook/endpoint_options.py); the others keep the gateway's defaults
+    options: dict[str, Any] = field(default_factory=dict)
     domain: str | None = None
     services: Sequence[str] | None = None
     origin: dict | None = None
@@ -336,9 +335,8 @@ def deploy_cell(admin, spec: CellSpec, on_event: Callable[[dict], None] | None =
         try:
             outcome["result"] = admin.deploy(
                 spec.name, spec.method, spec.path, spec.source, deps=list(spec.deps),
-                workers=spec.workers, timeout=spec.timeout, max_body=spec.max_body,
-                profile=spec.profile, domain=spec.domain, services=spec.services,
-                origin=spec.origin, wait=True)
+                domain=spec.domain, services=spec.services, origin=spec.origin, wait=True,
+                **spec.options)
         except BaseException as exc:  # handed to the waiting thread
             outcome["error"] = exc
 

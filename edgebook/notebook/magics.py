@@ -22,6 +22,7 @@ from IPython.core.magic import (
 )
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from .. import endpoint_options
 from ..client import AdminError, service_test_report
 from ..openapi.document import ADMIN_DOCUMENT_PATH, save_document
 from ..openapi.notebook import import_spec
@@ -113,6 +114,14 @@ def admin_page_in_jupyter() -> str | None:
     return base[: -len("proxy/")] + "admin/" if base and base.endswith("/proxy/") else None
 
 
+def _option_arguments(func):
+    """The endpoint's options as ``%%rust_handler`` flags (edgebook/endpoint_options.py),
+    in their declared order."""
+    for flags, kwargs in reversed(list(endpoint_options.flag_arguments())):
+        func = argument(*flags, **kwargs)(func)
+    return func
+
+
 @magics_class
 class RustHandlerMagics(Magics):
     """``%%rust_handler``: a cell of Rust becomes a live HTTP endpoint."""
@@ -121,9 +130,7 @@ class RustHandlerMagics(Magics):
     @argument("method", help="HTTP method the endpoint answers (GET, POST, ...)")
     @argument("path", help="path pattern, e.g. /hello or /users/{id}")
     @argument("--name", "-n", help="endpoint name (default: from method and path)")
-    @argument("--workers", "-w", type=int, help="number of worker processes")
-    @argument("--timeout", "-t", type=float, help="per-request timeout in seconds")
-    @argument("--max-body", type=int, help="largest request body in bytes")
+    @_option_arguments
     @argument("--release", action="store_true", help="build with optimisations")
     @argument("--dep", action="append", nargs="+", metavar="CRATE@VERSION",
               help="extra crate dependency, e.g. rand@0.8 (repeatable)")
@@ -163,15 +170,18 @@ class RustHandlerMagics(Magics):
         if not cell.strip():
             raise UsageError("%%rust_handler: the cell is empty; write a handler, e.g.\n"
                              "fn handle(req: Request) -> Response { Response::ok(json!({})) }")
-        if args.workers is not None and args.workers < 1:
-            raise UsageError("%%rust_handler: --workers must be at least 1")
-        if args.timeout is not None and args.timeout <= 0:
-            raise UsageError("%%rust_handler: --timeout must be positive")
+        options = endpoint_options.from_flags(args)
+        try:
+            endpoint_options.check(options)
+        except ValueError as exc:  # "workers must be ..." -> "--workers must be ..."
+            text = str(exc)
+            name = text.split()[0]
+            if name in endpoint_options.NAMES:
+                text = "--" + name.replace("_", "-") + text[len(name):]
+            raise UsageError(f"%%rust_handler: {text}") from None
         return CellSpec(
             method=method, path=args.path, source=cell, name=args.name or "",
-            deps=_flatten(args.dep), workers=args.workers, timeout=args.timeout,
-            max_body=args.max_body, profile="release" if args.release else None,
-            domain=args.domain, services=_flatten(args.service) if args.service else None,
+            deps=_flatten(args.dep), options=options, domain=args.domain, services=_flatten(args.service) if args.service else None,
             origin=notebook_origin(self.shell) or None,
             header=f"%%rust_handler {line}\n", header_lines=1)
 

@@ -81,7 +81,7 @@ class TextProgress:
         self.stream = stream or sys.stdout
 
     def start(self, spec) -> None:
-        profile = spec.profile or "dev"
+        profile = spec.options.get("profile") or "dev"
         print(f"edgebook: deploying {spec.method} {spec.path} as {spec.name!r} ({profile})",
               file=self.stream, flush=True)
 

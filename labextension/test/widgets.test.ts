@@ -96,16 +96,22 @@ describe('EndpointList', () => {
     calls = [];
     status = new StatusRegion();
     document.body.append(status.node);
-    list = new EndpointList({
-      model,
-      commands: commandsFor(model, calls),
+    list = attachedList(model);
+    await model.refresh();
+  });
+
+  /** A list of `of`'s endpoints, attached, with this suite's commands and status region. */
+  function attachedList(of: EndpointsModel): EndpointList {
+    const widget = new EndpointList({
+      model: of,
+      commands: commandsFor(of, calls),
       trans,
       status,
       locale: 'de-DE'
     });
-    Widget.attach(list, document.body);
-    await model.refresh();
-  });
+    Widget.attach(widget, document.body);
+    return widget;
+  }
 
   afterEach(() => {
     list.dispose();
@@ -118,14 +124,7 @@ describe('EndpointList', () => {
     client.endpoints = [];
     const early = new EndpointsModel({ client, pollInterval: 60000 });
     await early.refresh();
-    const late = new EndpointList({
-      model: early,
-      commands: commandsFor(early, calls),
-      trans,
-      status,
-      locale: 'de-DE'
-    });
-    Widget.attach(late, document.body);
+    const late = attachedList(early);
     const empty = late.node.querySelector<HTMLElement>('.eb-Empty');
     expect(empty?.hidden).toBe(false);
     expect(late.node.querySelectorAll('li.eb-Endpoint').length).toBe(0);
@@ -149,14 +148,7 @@ describe('EndpointList', () => {
       },
       pollInterval: 60000
     });
-    const panel = new EndpointList({
-      model: failing,
-      commands: commandsFor(failing, calls),
-      trans,
-      status,
-      locale: 'de-DE'
-    });
-    Widget.attach(panel, document.body);
+    const panel = attachedList(failing);
     await failing.refresh();
     expect(failing.status).toBe('offline');
     const banner = panel.node.querySelector<HTMLElement>(
