@@ -94,6 +94,7 @@ test-sdk:
 bench: setup
 	$(PY) bench/run.py
 	$(PY) bench/timing_bench.py
+	$(PY) bench/sample_store_bench.py
 	$(PY) bench/scaleout_bench.py
 
 # deploy/manifests: the Helm chart (deploy/chart/edgebook) rendered with its default values
