@@ -181,7 +181,8 @@ class RustHandlerMagics(Magics):
             raise UsageError(f"%%rust_handler: {text}") from None
         return CellSpec(
             method=method, path=args.path, source=cell, name=args.name or "",
-            deps=_flatten(args.dep), options=options, domain=args.domain, services=_flatten(args.service) if args.service else None,
+            deps=_flatten(args.dep), options=options, domain=args.domain,
+            services=_flatten(args.service) if args.service else None,
             origin=notebook_origin(self.shell) or None,
             header=f"%%rust_handler {line}\n", header_lines=1)
 
