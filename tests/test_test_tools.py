@@ -70,7 +70,10 @@ def test_the_suite_collects_without_cargo():
     path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
                            if d and not any(os.path.exists(os.path.join(d, tool))
                                             for tool in ("cargo", "rustc")))
-    env = {**os.environ, "PATH": path}
+    # A session mark of its own: the inner run's lingering check must look only at what the
+    # inner run starts, never end this run's servers.
+    env = {**os.environ, "PATH": path,
+           "EDGEBOOK_TEST_SESSION": f"collect-{os.getpid()}-{time.monotonic_ns()}"}
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
                            "no:cacheprovider", "tests"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
