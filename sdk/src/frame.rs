@@ -71,7 +71,7 @@ impl Ready {
 }
 
 /// A request frame, as it travels (see [`crate::Request`] for what a handler gets).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestFrame {
     /// Unique id of the request.
     #[serde(default)]

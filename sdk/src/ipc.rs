@@ -156,10 +156,7 @@ impl From<FrameError> for WorkerError {
 /// use edgebook_sdk::prelude::*;
 ///
 /// let request = RequestFrame {
-///     request_id: "r1".into(), method: "GET".into(), path: "/".into(),
-///     query: Default::default(), query_all: None, headers: Default::default(),
-///     headers_all: None, params: Default::default(), body: None, body_encoding: None,
-///     body_length: None, body_bytes: None, client_ip: None, untyped: false,
+///     request_id: "r1".into(), method: "GET".into(), path: "/".into(), ..Default::default()
 /// };
 /// let input = Frame::Request(request).encode();
 /// let mut output = Vec::new();

@@ -51,17 +51,10 @@ fn offered_binary_bodies_are_announced_and_used_both_ways() {
         request_id: "b1".into(),
         method: "PUT".into(),
         path: "/".into(),
-        query: Default::default(),
-        query_all: None,
-        headers: Default::default(),
-        headers_all: None,
-        params: Default::default(),
-        body: None,
         body_encoding: Some(BodyEncoding::Binary),
         body_length: Some(body.len() as u64),
         body_bytes: Some(body.clone()),
-        client_ip: None,
-        untyped: false,
+        ..Default::default()
     });
     let input = request.encode();
     let mut output = Vec::new();

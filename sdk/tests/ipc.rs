@@ -188,17 +188,10 @@ fn a_body_that_is_not_utf8_reads_as_its_lossy_text_and_keeps_its_bytes() {
         request_id: "raw-1".into(),
         method: "PUT".into(),
         path: "/".into(),
-        query: Default::default(),
-        query_all: None,
-        headers: Default::default(),
-        headers_all: None,
-        params: Default::default(),
-        body: None,
         body_encoding: Some(BodyEncoding::Binary),
         body_length: Some(body.len() as u64),
         body_bytes: Some(body.clone()),
-        client_ip: None,
-        untyped: false,
+        ..Default::default()
     })
     .encode();
     let mut base64 = request("b64-1", "/");
