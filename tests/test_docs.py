@@ -287,7 +287,8 @@ def test_every_command_and_option_is_in_the_guide():
 
 
 def test_the_guide_states_the_defaults_methods_and_dependency_features():
-    from edgebook.gateway.spec import DEFAULT_OPTIONS, METHODS
+    from edgebook.endpoint_options import DEFAULTS as DEFAULT_OPTIONS
+    from edgebook.gateway.spec import METHODS
     guide = GUIDE.read_text()
     assert f"default {DEFAULT_OPTIONS['timeout']:g})" in guide
     assert f"default {DEFAULT_OPTIONS['max_body']}, 10 MiB" in guide

@@ -31,7 +31,7 @@ from typing import Any
 
 from tornado.httpserver import HTTPServer
 
-from .. import paths
+from .. import endpoint_options, paths
 from .._version import __version__
 from ..build.builder import Builder, BuildRequest
 from ..discovery import url_host
@@ -59,7 +59,6 @@ from .registry import (
 )
 from .service_sync import ServiceBindings
 from .spec import (
-    DEFAULT_OPTIONS,
     DeployRejected,
     EndpointSpec,
     check_fields,
@@ -504,7 +503,7 @@ class Gateway:
                                      f"no service named {service!r}") from None
         self._check_route_conflict(spec)
         serving = self.registry.find_endpoint(spec.name)
-        running = (int(serving.options.get("workers", 1))
+        running = (int(serving.options.get("workers", endpoint_options.DEFAULTS["workers"]))
                    if serving is not None and serving.state in SERVING_STATES else 0)
         check_budget(spec.options["workers"], Limits.from_options(spec.options), self.sandbox,
                      spec.name, running=running, processes=self.config.processes)
@@ -706,11 +705,11 @@ class Gateway:
         return True
 
     def endpoint_config(self, record: EndpointRecord) -> Any:
-        options = record.options
+        options = endpoint_options.DEFAULTS | record.options
         return EndpointConfig(
             name=record.name, method=record.method, path=record.path, domain=record.domain,
-            workers=int(options.get("workers", 1)), timeout=float(options.get("timeout", 30.0)),
-            max_body=int(options.get("max_body", DEFAULT_OPTIONS["max_body"])),
+            workers=int(options["workers"]), timeout=float(options["timeout"]),
+            max_body=int(options["max_body"]),
             drain_timeout=self.config.drain_timeout,
             limits=Limits.from_options(options))
 

@@ -43,9 +43,7 @@ FIELDS: tuple[Field, ...] = (
     *(Field(o.name, o.schema, "options", o.default) for o in endpoint_options.OPTIONS),
 )
 FIELD_NAMES = frozenset(f.name for f in FIELDS)
-OPTION_NAMES = endpoint_options.NAMES
 REQUIRED = tuple(f.name for f in FIELDS if f.required)
-DEFAULT_OPTIONS = endpoint_options.DEFAULTS
 
 
 class DeployRejected(GatewayError):
@@ -122,7 +120,7 @@ def check_spec(spec: EndpointSpec) -> EndpointSpec:
         Route(spec.name, spec.method, spec.path, spec.domain)
     except ValueError as exc:
         raise DeployRejected(400, "invalid_route", str(exc)) from None
-    options = dict(DEFAULT_OPTIONS) | {k: v for k, v in spec.options.items() if v is not None}
+    options = dict(endpoint_options.DEFAULTS) | {k: v for k, v in spec.options.items() if v is not None}
     check_options(options)
     spec.options = options
     return spec
